@@ -1,0 +1,139 @@
+"""The Ray layer: thin actors around the plain objects, made remote here and nowhere else.
+
+Each wait is bounded by the run's timeout and, when it expires, names the worker that is late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import ray
+
+from hetsync.errors import ClusterError
+from hetsync.server import ParameterServer, Reply, Snapshot
+from hetsync.validation import Evaluator
+from hetsync.worker import Worker, WorkerReport, run_worker
+
+
+class ServerActor:
+    """Async actor: one event loop serialises all updates; waiting workers park on a
+    condition that every update and departure notifies."""
+
+    def __init__(self, timeout_s: float, **kwargs: Any):
+        self.ps = ParameterServer(**kwargs)
+        self.timeout_s = timeout_s
+        self.changed = asyncio.Condition()
+
+    async def _wait_for(self, predicate, who) -> None:
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(predicate), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise ClusterError(f"timed out after {self.timeout_s:.0f} s: {who()}") from None
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def join(self, worker: int) -> Reply:
+        reply = self.ps.join(worker)
+        await self._notify()
+        return reply
+
+    async def push(self, worker: int, clock: int, version: int, grad: np.ndarray, batch: int,
+                   loss: float) -> Reply:
+        self.ps.submit(worker, clock, version, grad, batch, loss)
+        await self._notify()
+        # BSP: returns once the barrier round holding this gradient is applied.
+        await self._wait_for(lambda: self.ps.is_applied(worker, clock),
+                             lambda: self.ps.controller.blocker_report(worker, clock))
+        return self.ps.reply(worker, want=1)
+
+    async def wait_until_allowed(self, worker: int, clock: int) -> Reply:
+        await self._wait_for(lambda: self.ps.may_start(worker, clock).proceed,
+                             lambda: self.ps.controller.blocker_report(worker, clock))
+        return self.ps.reply(worker, want=0)
+
+    async def leave(self, worker: int) -> None:
+        self.ps.leave(worker)
+        await self._notify()
+
+    async def status(self) -> dict:
+        return self.ps.status()
+
+    async def take_snapshots(self) -> list[Snapshot]:
+        return self.ps.take_snapshots()
+
+    async def weights(self) -> np.ndarray:
+        return self.ps.weights()
+
+
+class RayServerClient:
+    """The worker loop's view of the server actor. (A push thread was measured and rejected:
+    it contends for the GIL with the compute thread and made iterations slower, not faster.)"""
+
+    def __init__(self, handle, timeout_s: float):
+        self.handle = handle
+        self.timeout_s = timeout_s
+
+    def get(self, ref) -> Reply:
+        try:
+            return ray.get(ref, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(f"the parameter server did not answer within "
+                               f"{self.timeout_s:.0f} s") from None
+
+    def join(self, worker: int) -> Reply:
+        return self.get(self.handle.join.remote(worker))
+
+    def push(self, worker, clock, version, grad, batch, loss):
+        return self.handle.push.remote(worker, clock, version, grad, batch, loss)
+
+    def wait_until_allowed(self, worker: int, clock: int):
+        return self.handle.wait_until_allowed.remote(worker, clock)
+
+    def leave(self, worker: int) -> None:
+        self.get(self.handle.leave.remote(worker))
+
+
+class WorkerActor:
+    def __init__(self, **kwargs: Any):
+        self.worker = Worker(**kwargs)
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, server, bound: int | None, timeout_s: float) -> WorkerReport:
+        return run_worker(self.worker, RayServerClient(server, timeout_s), bound)
+
+
+class EvaluatorActor:
+    def __init__(self, **kwargs: Any):
+        self.evaluator = Evaluator(**kwargs)
+
+    def ready(self) -> bool:
+        return True
+
+    def evaluate(self, weights: np.ndarray) -> tuple[float, float]:
+        return self.evaluator.evaluate(weights)
+
+
+def remote_server(**kwargs: Any):
+    # num_cpus=0: the server and evaluator are light; CPUs are reserved for the workers.
+    return ray.remote(num_cpus=0)(ServerActor).remote(**kwargs)
+
+
+def remote_worker(threads: int, **kwargs: Any):
+    return ray.remote(num_cpus=threads)(WorkerActor).remote(threads=threads, **kwargs)
+
+
+def remote_evaluator(**kwargs: Any):
+    return ray.remote(num_cpus=0)(EvaluatorActor).remote(**kwargs)
+
+
+def unwrap(error: Exception) -> Exception:
+    """The user-facing error inside a Ray error, if there is one."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, Exception) else error

@@ -1,0 +1,87 @@
+"""Command line: `hetsync train ...`. Flags map one to one onto TrainConfig fields."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from hetsync.config import SYNC_MODES, TrainConfig
+from hetsync.errors import HetsyncError
+
+
+def _train_parser(sub) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model (starts a local Ray instance by default)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=d.model, help="registered model name")
+    p.add_argument("--dataset", default=d.dataset, help="mnist, mnist-10k or synthetic")
+    p.add_argument("--data-dir", default=d.data_dir, help="folder with the MNIST IDX files")
+    p.add_argument("--workers", type=int, default=d.workers, help="number of worker replicas")
+    p.add_argument("--sync", default=d.sync, help=f"consistency model: {', '.join(SYNC_MODES)}")
+    p.add_argument("--staleness", type=int, default=d.staleness,
+                   help="SSP bound: iterations a worker may run ahead of the slowest")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per worker")
+    p.add_argument("--lr", type=float, default=d.lr, help="server SGD learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="server SGD momentum")
+    p.add_argument("--iterations", type=int, default=d.iterations,
+                   help="global budget of mini-batch gradients, all workers together")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="evaluate a weight snapshot every N applied gradients")
+    p.add_argument("--target-accuracy", type=float, default=d.target_accuracy,
+                   help="validation accuracy whose first crossing is timed")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="output directory (metrics, summary, weights)")
+    p.add_argument("--address", default=d.address,
+                   help="join this Ray cluster ('auto' or host:port) instead of starting one")
+    p.add_argument("--threads-per-worker", type=int, default=d.threads_per_worker,
+                   help="PyTorch intra-op threads per worker")
+    p.add_argument("--timeout", dest="timeout_s", type=float, default=d.timeout_s,
+                   help="seconds any single wait may take before the run stops")
+    p.add_argument("--synthetic-samples", type=int, default=d.synthetic_samples,
+                   help="training samples of the synthetic dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hetsync", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "quiet")}
+    return TrainConfig(progress=not args.quiet, **fields)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hetsync.engine import train
+
+    result = train(config_from_args(args))
+    s = result.summary
+    keys = ("sync", "workers", "iterations", "wall_time_s", "final_val_accuracy",
+            "time_to_target_s", "max_staleness_observed", "max_version_lag",
+            "throughput_samples_per_s", "wait_fraction")
+    print(json.dumps({k: s[k] for k in keys}, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": _train}[args.command](args)
+    except HetsyncError as e:
+        if args.debug:
+            raise
+        print(f"hetsync: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hetsync: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

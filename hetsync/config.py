@@ -1,0 +1,125 @@
+"""The one typed configuration behind both the CLI and `hetsync.train(...)`.
+
+Field names match the CLI flags (`--batch-size` is `batch_size`). Validation happens once, in
+`__post_init__`, and every message names the setting to change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hetsync.errors import ConfigError
+
+SYNC_MODES = ("bsp", "ssp", "asp")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # What to train: a registered name ("lenet5") or any zero-argument nn.Module factory.
+    model: str | Callable[[], Any] = "lenet5"
+    # A registered name ("mnist", "mnist-10k", "synthetic") or a map-style torch Dataset
+    # yielding (input tensor, integer label).
+    dataset: Any = "mnist-10k"
+    # Validation set for a user-supplied dataset; None holds out 10% of `dataset`.
+    val_dataset: Any = None
+    # Where the IDX files live (registered MNIST datasets).
+    data_dir: str | None = None
+    # Number of worker replicas.
+    workers: int = 4
+    # Consistency model: bsp (barrier every iteration), ssp (bounded delay), asp (never wait).
+    sync: str = "ssp"
+    # SSP bound: a worker may be at most this many iterations ahead of the slowest one.
+    staleness: int = 3
+    # Mini-batch size per worker and iteration.
+    batch_size: int = 64
+    # Learning rate of the server's SGD for one mini-batch of `batch_size` samples (an update
+    # merging k samples uses lr * k / batch_size), and its momentum. Momentum is kept moderate
+    # because asynchronous updates already add implicit momentum (docs/consistency.md).
+    lr: float = 0.02
+    momentum: float = 0.5
+    # Global budget: mini-batch gradients computed by all workers together.
+    iterations: int = 3000
+    # Evaluate a weight snapshot every this many applied gradients.
+    eval_every: int = 100
+    # Validation accuracy whose first crossing is reported as time_to_target_s.
+    target_accuracy: float = 0.97
+    seed: int = 0
+    # Output directory for metrics.jsonl, summary.json and model.pt; None writes nothing.
+    out: str | None = None
+    # Address of an existing Ray cluster ("auto" or "host:port"); None starts a local one.
+    address: str | None = None
+    # PyTorch intra-op threads per worker (the inner layer of parallelism).
+    threads_per_worker: int = 1
+    # Seconds any single wait (barrier, staleness gate, actor call) may take before the run
+    # stops with an error naming the worker that is late.
+    timeout_s: float = 300.0
+    # Print a progress line while training.
+    progress: bool = True
+    # Fields set by the front door, not by users: the synthetic dataset's size.
+    synthetic_samples: int = field(default=4096, repr=False)
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(msg)
+
+        need(isinstance(self.workers, int) and self.workers >= 1,
+             f"--workers must be at least 1 (got {self.workers})")
+        need(self.sync in SYNC_MODES,
+             f"--sync must be one of {', '.join(SYNC_MODES)} (got {self.sync!r})")
+        need(isinstance(self.staleness, int) and self.staleness >= 0,
+             f"--staleness must be a non-negative integer (got {self.staleness})")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"--batch-size must be at least 1 (got {self.batch_size})")
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+             f"--lr must be a finite number > 0 (got {self.lr})")
+        need(math.isfinite(self.momentum) and 0 <= self.momentum < 1,
+             f"--momentum must be in [0, 1) (got {self.momentum})")
+        need(isinstance(self.iterations, int) and self.iterations >= 1,
+             f"--iterations must be at least 1 (got {self.iterations})")
+        need(isinstance(self.eval_every, int) and self.eval_every >= 1,
+             f"--eval-every must be at least 1 (got {self.eval_every})")
+        need(0 < self.target_accuracy <= 1,
+             f"--target-accuracy must be in (0, 1] (got {self.target_accuracy})")
+        need(isinstance(self.threads_per_worker, int) and self.threads_per_worker >= 1,
+             f"--threads-per-worker must be at least 1 (got {self.threads_per_worker})")
+        need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
+        if isinstance(self.model, str):
+            from hetsync.models import MODELS
+
+            need(self.model in MODELS,
+                 f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))} "
+                 "or pass an nn.Module factory")
+        else:
+            need(callable(self.model), "model must be a registered name or an nn.Module factory")
+        if isinstance(self.dataset, str):
+            from hetsync.data import DATASETS
+
+            need(self.dataset in DATASETS,
+                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(sorted(DATASETS))} "
+                 "or pass a torch Dataset")
+        else:
+            need(hasattr(self.dataset, "__getitem__") and hasattr(self.dataset, "__len__"),
+                 "dataset must be a registered name or a map-style Dataset (__getitem__, __len__)")
+
+    @property
+    def bound(self) -> int | None:
+        """How many iterations a worker may run ahead of the slowest: 0, S, or unbounded."""
+        return {"bsp": 0, "ssp": self.staleness, "asp": None}[self.sync]
+
+    @property
+    def out_dir(self) -> Path | None:
+        return Path(self.out) if self.out else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view for summary.json: objects (model factories, datasets) by name."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict would deep-copy datasets
+        for key in ("model", "dataset", "val_dataset"):
+            v = d[key]
+            if v is not None and not isinstance(v, str):
+                d[key] = getattr(v, "__name__", type(v).__name__)
+        return d

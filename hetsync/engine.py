@@ -1,0 +1,190 @@
+"""The training run, top to bottom: data, model, actors, the driver loop, the results.
+
+The driver starts one parameter-server actor, N worker actors and an evaluator, lets the
+workers train until the global budget is spent, and meanwhile sends the server's weight
+snapshots to the evaluator, so that validation never stalls a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from torch import nn
+
+from hetsync import actors
+from hetsync.checkpoint import save_atomic
+from hetsync.config import TrainConfig
+from hetsync.data import load_dataset
+from hetsync.errors import ClusterError, ConfigError, HetsyncError
+from hetsync.metrics import MetricsLog, Progress, write_json_atomic
+from hetsync.models import build_model, resolve_model
+from hetsync.partitioning import uniform_shards
+from hetsync.runtime import ray_session
+from hetsync.wire import params_to_vector, vector_to_params
+
+POLL_S = 0.1
+
+
+@dataclass
+class TrainResult:
+    summary: dict[str, Any]
+    model: nn.Module
+    metrics: list[dict] = field(default_factory=list)
+    worker_reports: list[Any] = field(default_factory=list)
+
+
+def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
+    """Train with a TrainConfig, or with keyword arguments named like the CLI flags."""
+    cfg = config if config is not None else TrainConfig(**kwargs)
+    train_data, val_data = load_dataset(cfg)
+    shards = uniform_shards(len(train_data), cfg.workers, cfg.seed)
+    smallest = min(len(s) for s in shards)
+    if cfg.batch_size > smallest:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the smallest worker "
+                          f"shard ({smallest} samples of {len(train_data)}); lower it or use "
+                          "fewer workers")
+    factory = resolve_model(cfg.model)
+    model = build_model(factory, cfg.seed)
+    cores = os.cpu_count() or 1
+    if cfg.workers * cfg.threads_per_worker > cores:
+        warnings.warn(f"{cfg.workers} workers x {cfg.threads_per_worker} threads exceed the "
+                      f"{cores} cores of this machine: workers will share cores", stacklevel=2)
+
+    out = cfg.out_dir
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    log = MetricsLog(out / "metrics.jsonl" if out else None)
+    progress = Progress(cfg.iterations, enabled=cfg.progress)
+    try:
+        with ray_session(cfg.address, cfg.workers * cfg.threads_per_worker):
+            summary, weights, reports = _run(cfg, factory, model, train_data, val_data,
+                                             shards, log, progress)
+    finally:
+        progress.close()
+        log.close()
+    vector_to_params(weights, model)
+    if out is not None:
+        write_json_atomic(out / "summary.json", summary)
+        save_atomic(model.state_dict(), out / "model.pt")
+    return TrainResult(summary, model, log.records, reports)
+
+
+def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
+    # --- actors: one server, N workers, one evaluator; the data goes to the object store once
+    data_ref = ray.put(train_data)
+    server = actors.remote_server(
+        timeout_s=cfg.timeout_s, weights=params_to_vector(model), workers=cfg.workers,
+        bound=cfg.bound, barrier=cfg.sync == "bsp", lr=cfg.lr, momentum=cfg.momentum,
+        batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every)
+    workers = [
+        actors.remote_worker(threads=cfg.threads_per_worker, worker_id=i, model_factory=factory,
+                             data=data_ref, indices=shards[i], batch_size=cfg.batch_size,
+                             seed=cfg.seed)
+        for i in range(cfg.workers)
+    ]
+    evaluator = actors.remote_evaluator(model_factory=factory, data=val_data)
+    _get([w.ready.remote() for w in workers] + [evaluator.ready.remote()], cfg.timeout_s,
+         "starting the actors")
+
+    # --- training: workers run until the budget is spent; the driver evaluates snapshots
+    start = time.time()
+    runs = [w.run.remote(server, cfg.bound, cfg.timeout_s) for w in workers]
+    pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot
+    best = None
+    last_acc = None
+    time_to_target = None
+    status = {}
+
+    def collect(block: bool) -> None:
+        nonlocal best, last_acc, time_to_target
+        if not pending_evals:
+            return
+        done, _ = ray.wait(list(pending_evals), num_returns=len(pending_evals) if block else 1,
+                           timeout=cfg.timeout_s if block else 0)
+        for ref in done:
+            snap = pending_evals.pop(ref)
+            loss, acc = _get(ref, cfg.timeout_s, "evaluating a snapshot")
+            t = snap.time - start
+            log.write("eval", wall_time_s=round(t, 3), iterations=snap.iterations,
+                      updates=snap.version, samples=snap.samples, val_loss=loss,
+                      val_accuracy=acc)
+            last_acc = acc
+            best = acc if best is None else max(best, acc)
+            if time_to_target is None and acc >= cfg.target_accuracy:
+                time_to_target = t
+
+    remaining = list(runs)
+    while remaining:
+        _, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=POLL_S)
+        status = _get(server.status.remote(), cfg.timeout_s, "asking the server for status")
+        for snap in _get(server.take_snapshots.remote(), cfg.timeout_s, "taking snapshots"):
+            pending_evals[evaluator.evaluate.remote(snap.weights)] = snap
+        collect(block=False)
+        progress.update(time.time() - start, status["iterations"], status["samples"], last_acc,
+                        status["loss"], status["max_staleness_observed"])
+    reports = [_get(r, cfg.timeout_s, "collecting worker reports") for r in runs]
+    wall = time.time() - start
+
+    # --- final evaluation of the final weights, after the clock has stopped
+    status = _get(server.status.remote(), cfg.timeout_s, "asking the server for status")
+    weights = _get(server.weights.remote(), cfg.timeout_s, "fetching the final weights")
+    collect(block=True)
+    final_loss, final_acc = _get(evaluator.evaluate.remote(weights), cfg.timeout_s,
+                                 "evaluating the final weights")
+    log.write("final", wall_time_s=round(wall, 3), iterations=status["iterations"],
+              updates=status["updates"], samples=status["samples"], val_loss=final_loss,
+              val_accuracy=final_acc)
+    best = final_acc if best is None else max(best, final_acc)
+    progress.update(wall, status["iterations"], status["samples"], final_acc, status["loss"],
+                    status["max_staleness_observed"], force=True)
+
+    busy = sum(r.total_s for r in reports)
+    summary = {
+        "sync": cfg.sync,
+        "staleness": cfg.staleness if cfg.sync == "ssp" else (0 if cfg.sync == "bsp" else None),
+        "workers": cfg.workers,
+        "iterations": status["iterations"],
+        "updates": status["updates"],
+        "samples": status["samples"],
+        "wall_time_s": wall,
+        "final_val_accuracy": final_acc,
+        "final_val_loss": final_loss,
+        "best_val_accuracy": best,
+        "target_accuracy": cfg.target_accuracy,
+        "time_to_target_s": time_to_target,
+        "max_staleness_observed": status["max_staleness_observed"],
+        "max_version_lag": status["max_version_lag"],
+        "throughput_samples_per_s": status["samples"] / wall if wall > 0 else 0.0,
+        "wait_fraction": sum(r.wait_s for r in reports) / busy if busy > 0 else 0.0,
+        "staleness_histogram": status["staleness_histogram"],
+        "version_lag_histogram": status["version_lag_histogram"],
+        "per_worker": [
+            {"worker": r.worker, "iterations": r.iterations, "samples": r.samples,
+             "compute_s": r.compute_s, "comm_s": r.comm_s, "wait_s": r.wait_s,
+             "total_s": r.total_s}
+            for r in reports
+        ],
+        "config": cfg.to_dict(),
+    }
+    for handle in [server, evaluator, *workers]:
+        ray.kill(handle)
+    return summary, weights, reports
+
+
+def _get(refs, timeout_s: float, doing: str):
+    """ray.get with a bound, turning Ray's errors into one-line hetsync errors."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"timed out after {timeout_s:.0f} s while {doing}") from None
+    except ray.exceptions.RayError as e:
+        cause = actors.unwrap(e)
+        if isinstance(cause, HetsyncError):
+            raise cause from e
+        raise ClusterError(f"{doing} failed: {str(cause).strip().splitlines()[-1]}") from e

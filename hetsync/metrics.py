@@ -1,0 +1,85 @@
+"""Run outputs: metrics.jsonl records, summary.json, and the progress line.
+
+Only the driver writes files; workers and the server return what they measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write via a temporary file, fsync and rename: a crash leaves the old file or the new."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """Appends one JSON record per line to metrics.jsonl and keeps them in memory."""
+
+    def __init__(self, path: Path | None):
+        self.records: list[dict] = []
+        self._file = open(path, "a") if path is not None else None
+
+    def write(self, kind: str, **fields: Any) -> dict:
+        record = {"kind": kind, **fields}
+        self.records.append(record)
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        return record
+
+    def evaluations(self) -> list[dict]:
+        return [r for r in self.records if r["kind"] == "eval"]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class Progress:
+    """One status line: redrawn in place on a terminal, printed every few seconds otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr,
+                 every_s: float = 5.0):
+        self.total = total
+        self.enabled = enabled
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+
+    def update(self, elapsed: float, iterations: int, samples: int, val_acc: float | None,
+               loss: float | None, max_gap: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not (self.tty or force or now - self._last >= self.every_s):
+            return
+        self._last = now
+        acc = f"{val_acc:.4f}" if val_acc is not None else "  -   "
+        lss = f"{loss:.4f}" if loss is not None else "  -   "
+        rate = samples / elapsed if elapsed > 0 else 0.0
+        line = (f"[{elapsed:7.1f}s] it {iterations:>6}/{self.total} "
+                f"({100 * iterations / self.total:5.1f}%)  loss {lss}  val_acc {acc}  "
+                f"{rate:7.0f} samples/s  max staleness {max_gap}")
+        if self.tty:
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

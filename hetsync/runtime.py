@@ -1,0 +1,54 @@
+"""Starting or joining Ray. The only module that decides how Ray is brought up.
+
+The embedded default is a local instance bound to loopback with Ray's token authentication on;
+`address` joins an existing cluster instead (the cluster's token must be available to this
+process: docs/security.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+from ray._private import ray_constants
+
+from hetsync.errors import ClusterError
+
+
+def _set_cluster_mode(enabled: bool) -> None:
+    """With cluster mode off, Ray resolves this node's address to 127.0.0.1 and every server of
+    a local instance listens on loopback only. The environment variable carries the choice to
+    the processes Ray starts; the constant is what this (already importing) process reads."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1" if enabled else "0"
+    ray_constants.ENABLE_RAY_CLUSTER = enabled
+
+
+@contextmanager
+def ray_session(address: str | None, cpus: int) -> Iterator[None]:
+    """Use the Ray instance already initialised by the caller, or start/join one for the
+    duration of the block. `cpus` is the logical CPU count a local instance advertises: workers
+    reserve their threads, and we oversubscribe (with a warning from the engine) rather than
+    leave actors unscheduled."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if address:
+            _set_cluster_mode(True)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        else:
+            _set_cluster_mode(False)
+            ray.init(num_cpus=max(os.cpu_count() or 1, cpus), include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=True,
+                     _system_config={"max_direct_call_object_size": 4 << 20,
+                                     "task_rpc_inlined_bytes_limit": 16 << 20})
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise ClusterError(f"cannot start or reach {where}: {str(e).splitlines()[0]}") from e
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,44 @@
+"""The command line's one-line errors for impossible settings and bad data."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hetsync.cli import main
+
+SUMMARY_KEYS = {"sync", "staleness", "workers", "iterations", "updates", "samples", "wall_time_s",
+                "final_val_accuracy", "best_val_accuracy", "time_to_target_s",
+                "max_staleness_observed", "max_version_lag", "throughput_samples_per_s",
+                "wait_fraction"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--staleness", "-1"], "--staleness must be a non-negative integer"),
+    (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--sync", "eventual"], "--sync must be one of bsp, ssp, asp"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--iterations", "0"], "--iterations must be at least 1"),
+    (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
+    (["--dataset", "mnist-10k"], "needs --data-dir"),
+    (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
+      "--batch-size", "32"], "larger than the smallest worker shard"),
+])
+def test_impossible_settings_get_one_line_errors(args, message, capsys):
+    assert main(["train", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hetsync: error: ") and message in err[0]
+
+
+def test_error_exit_without_traceback_in_a_real_process(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+    proc = subprocess.run([sys.executable, "-m", "hetsync.cli", "train", "--dataset", "mnist-10k",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "magic number 2049, expected 2051" in proc.stderr

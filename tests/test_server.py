@@ -1,0 +1,75 @@
+"""Update rules, budget and staleness accounting of the plain parameter server."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hetsync.data import synthetic
+from hetsync.models import LeNet5, build_model
+from hetsync.server import IterationBudget, ParameterServer
+from hetsync.wire import FlatModel, params_to_vector
+
+
+def _grad(model, x, y):
+    flat = FlatModel(model)
+    flat.zero_grad()
+    F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    return flat.grad_vector().copy()
+
+
+def _server(weights, workers, barrier, bound, lr=0.1, momentum=0.0, batch=8):
+    return ParameterServer(weights=weights, workers=workers, bound=bound, barrier=barrier, lr=lr,
+                           momentum=momentum, batch_size=batch, iterations=1000, eval_every=10**6)
+
+
+def test_bsp_average_equals_one_step_on_concatenated_batch():
+    data = synthetic(24, seed=1)
+    model = build_model(LeNet5, 0)
+    w0 = params_to_vector(model).copy()
+    sizes = [8, 4, 12]  # unequal batches: the average must be weighted by batch size
+    parts = np.split(np.arange(24), np.cumsum(sizes)[:-1])
+    ps = _server(w0, workers=3, barrier=True, bound=0, batch=8)
+    for w in range(3):
+        ps.join(w)
+    for w, idx in enumerate(parts):
+        assert ps.version == 0  # nothing applied before the barrier closes
+        ps.submit(w, 0, 0, _grad(build_model(LeNet5, 0), data.x[idx], data.y[idx]), len(idx), 1.0)
+    assert ps.version == 1 and ps.applied == 3
+
+    reference = build_model(LeNet5, 0)
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1 * 24 / 8)  # linear scaling rule
+    F.cross_entropy(reference(torch.from_numpy(data.x)), torch.from_numpy(data.y)).backward()
+    opt.step()
+    np.testing.assert_allclose(ps.weights(), params_to_vector(reference), rtol=1e-5, atol=1e-6)
+    assert ps.stats.max_gap == 0
+
+
+def test_async_apply_records_gap_and_version_lag():
+    ps = _server(np.zeros(4, np.float32), workers=2, barrier=False, bound=None)
+    ps.join(0)
+    ps.join(1)
+    g = np.ones(4, np.float32)
+    for clock in range(3):  # worker 0 runs three ahead while worker 1 computes on version 0
+        ps.submit(0, clock, clock, g, 8, 1.0)
+    ps.submit(1, 0, 0, g, 8, 1.0)
+    assert ps.stats.max_gap == 2  # worker 0's gradient of clock 2, applied with worker 1 at 0
+    assert ps.stats.max_lag == 3  # worker 1's gradient was computed on version 0, applied at 3
+    np.testing.assert_allclose(ps.weights(), -0.4 * np.ones(4), rtol=1e-6)
+
+
+def test_budget_is_exact_and_returns_unused_tickets():
+    b = IterationBudget(5)
+    assert b.grant(2) == 2 and b.grant(2) == 2 and b.grant(2) == 1 and b.grant(1) == 0
+    b.give_back(1)
+    assert b.remaining == 1
+
+
+def test_leaving_worker_closes_a_bsp_round_and_returns_its_tickets():
+    ps = _server(np.zeros(2, np.float32), workers=2, barrier=True, bound=0)
+    ps.join(0)
+    ps.join(1)
+    ps.submit(0, 0, 0, np.ones(2, np.float32), 8, 1.0)
+    assert ps.version == 0
+    ps.leave(1)  # worker 1 will not contribute: the round closes with worker 0 alone
+    assert ps.version == 1
+    assert ps.budget.remaining == 1000 - 4 + 2
