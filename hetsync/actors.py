@@ -12,9 +12,17 @@ import numpy as np
 import ray
 
 from hetsync.errors import ClusterError
+from hetsync.partitioning import Allocator, Chunk
 from hetsync.server import ParameterServer, Reply, Snapshot
 from hetsync.validation import Evaluator
 from hetsync.worker import Worker, WorkerReport, run_worker
+
+
+def bounded_get(ref, timeout_s: float, who: str):
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"{who} did not answer within {timeout_s:.0f} s") from None
 
 
 class ServerActor:
@@ -42,9 +50,9 @@ class ServerActor:
         await self._notify()
         return reply
 
-    async def push(self, worker: int, clock: int, version: int, grad: np.ndarray, batch: int,
-                   loss: float) -> Reply:
-        self.ps.submit(worker, clock, version, grad, batch, loss)
+    async def push(self, worker: int, clock: int, version: int, payload: np.ndarray,
+                   samples: int, loss: float, steps: int, accuracy: float | None) -> Reply:
+        self.ps.submit(worker, clock, version, payload, samples, loss, steps, accuracy)
         await self._notify()
         # BSP: returns once the barrier round holding this gradient is applied.
         await self._wait_for(lambda: self.ps.is_applied(worker, clock),
@@ -79,23 +87,50 @@ class RayServerClient:
         self.timeout_s = timeout_s
 
     def get(self, ref) -> Reply:
-        try:
-            return ray.get(ref, timeout=self.timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise ClusterError(f"the parameter server did not answer within "
-                               f"{self.timeout_s:.0f} s") from None
+        return bounded_get(ref, self.timeout_s, "the parameter server")
 
     def join(self, worker: int) -> Reply:
         return self.get(self.handle.join.remote(worker))
 
-    def push(self, worker, clock, version, grad, batch, loss):
-        return self.handle.push.remote(worker, clock, version, grad, batch, loss)
+    def push(self, worker, clock, version, payload, samples, loss, steps, accuracy):
+        return self.handle.push.remote(worker, clock, version, payload, samples, loss, steps,
+                                       accuracy)
 
     def wait_until_allowed(self, worker: int, clock: int):
         return self.handle.wait_until_allowed.remote(worker, clock)
 
     def leave(self, worker: int) -> None:
         self.get(self.handle.leave.remote(worker))
+
+
+class AllocatorActor:
+    def __init__(self, **kwargs: Any):
+        self.allocator = Allocator(**kwargs)
+
+    def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
+        self.allocator.report(worker, samples, seconds)
+        return self.allocator.next_chunk(worker)
+
+    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        self.allocator.give_back(worker, indices, epoch)
+
+    def changes(self, since: int) -> list[dict]:
+        return self.allocator.changes[since:]
+
+
+class RayAllocatorClient:
+    def __init__(self, handle, timeout_s: float):
+        self.handle = handle
+        self.timeout_s = timeout_s
+
+    def next_chunk(self, worker: int, samples: int, seconds: float):
+        return self.handle.next_chunk.remote(worker, samples, seconds)
+
+    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        self.get(self.handle.give_back.remote(worker, indices, epoch))
+
+    def get(self, ref) -> Chunk:
+        return bounded_get(ref, self.timeout_s, "the data allocator")
 
 
 class WorkerActor:
@@ -105,8 +140,10 @@ class WorkerActor:
     def ready(self) -> bool:
         return True
 
-    def run(self, server, bound: int | None, timeout_s: float) -> WorkerReport:
-        return run_worker(self.worker, RayServerClient(server, timeout_s), bound)
+    def run(self, server, allocator, bound: int | None, timeout_s: float,
+            local_steps: int) -> WorkerReport:
+        return run_worker(self.worker, RayServerClient(server, timeout_s),
+                          RayAllocatorClient(allocator, timeout_s), bound, local_steps)
 
 
 class EvaluatorActor:
@@ -123,6 +160,10 @@ class EvaluatorActor:
 def remote_server(**kwargs: Any):
     # num_cpus=0: the server and evaluator are light; CPUs are reserved for the workers.
     return ray.remote(num_cpus=0)(ServerActor).remote(**kwargs)
+
+
+def remote_allocator(**kwargs: Any):
+    return ray.remote(num_cpus=0)(AllocatorActor).remote(**kwargs)
 
 
 def remote_worker(threads: int, **kwargs: Any):

@@ -41,6 +41,19 @@ def _train_parser(sub) -> None:
                    help="seconds any single wait may take before the run stops")
     p.add_argument("--synthetic-samples", type=int, default=d.synthetic_samples,
                    help="training samples of the synthetic dataset")
+    p.add_argument("--speeds", default=None,
+                   help="emulated step-time multiplier per worker, e.g. 1,1,2,4")
+    p.add_argument("--reference-slowdown", type=float, default=d.reference_slowdown,
+                   help="reference node's time per sample over this machine's (1..2)")
+    p.add_argument("--interference", default=d.interference,
+                   help="slowdowns W@START[-END]:FACTOR,... (START/END in s with 's', "
+                        "else iterations), e.g. 3@10s-20s:4")
+    p.add_argument("--allocation", default=d.allocation, help="uniform or idpa")
+    p.add_argument("--update", default=d.update, help="sgd (push gradients) or agwu")
+    p.add_argument("--local-steps", type=int, default=d.local_steps,
+                   help="AGWU: local steps between pushes")
+    p.add_argument("--gamma", type=float, default=d.gamma,
+                   help="AGWU: attenuation of a stale push, gamma**lag")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -64,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     s = result.summary
     keys = ("sync", "workers", "iterations", "wall_time_s", "final_val_accuracy",
             "time_to_target_s", "max_staleness_observed", "max_version_lag",
-            "throughput_samples_per_s", "wait_fraction")
+            "throughput_samples_per_s", "ideal_throughput_samples_per_s", "wait_fraction")
     print(json.dumps({k: s[k] for k in keys}, indent=2))
     return 0
 

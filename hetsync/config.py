@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from hetsync.errors import ConfigError
+from hetsync.heterogeneity import Interference, parse_interference, parse_speeds
+from hetsync.partitioning import ALLOCATIONS
+from hetsync.updates import UPDATES
 
 SYNC_MODES = ("bsp", "ssp", "asp")
 
@@ -57,6 +60,21 @@ class TrainConfig:
     # Seconds any single wait (barrier, staleness gate, actor call) may take before the run
     # stops with an error naming the worker that is late.
     timeout_s: float = 300.0
+    # Heterogeneity (docs/allocation.md). Emulated step-time multiplier per worker, e.g.
+    # (1, 1, 2, 4); None runs every worker at this machine's natural speed.
+    speeds: tuple[float, ...] | None = None
+    # The reference node (multiplier 1) is this many times slower per sample than this
+    # machine's measured single-thread compute (1..2, so communication stays visible).
+    reference_slowdown: float = 2.0
+    # Injected slowdowns, "W@START[-END]:FACTOR,..." (times in seconds with "s").
+    interference: str = ""
+    # Work allocation: uniform batches, or IDPA (batches proportional to measured speed).
+    allocation: str = "idpa"
+    # Update rule: sgd (push gradients) or agwu (push weights after local_steps local steps,
+    # merged with attenuation gamma**lag).
+    update: str = "sgd"
+    local_steps: int = 8
+    gamma: float = 0.9
     # Print a progress line while training.
     progress: bool = True
     # Fields set by the front door, not by users: the synthetic dataset's size.
@@ -88,6 +106,27 @@ class TrainConfig:
         need(isinstance(self.threads_per_worker, int) and self.threads_per_worker >= 1,
              f"--threads-per-worker must be at least 1 (got {self.threads_per_worker})")
         need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
+        if isinstance(self.speeds, str):
+            object.__setattr__(self, "speeds", parse_speeds(self.speeds))
+        if self.speeds is not None:
+            object.__setattr__(self, "speeds", tuple(float(v) for v in self.speeds))
+            need(len(self.speeds) == self.workers,
+                 f"--speeds has {len(self.speeds)} values for {self.workers} workers")
+            need(all(math.isfinite(v) and v > 0 for v in self.speeds),
+                 f"--speeds must all be finite and > 0 (got {self.speeds})")
+        need(1.0 <= self.reference_slowdown <= 2.0,
+             f"--reference-slowdown must be in [1, 2] (got {self.reference_slowdown})")
+        windows = parse_interference(self.interference)
+        bad = [w.worker for w in windows if w.worker >= self.workers]
+        need(not bad, f"--interference names worker {bad[0] if bad else 0}, but workers are "
+                      f"0..{self.workers - 1}")
+        need(self.allocation in ALLOCATIONS,
+             f"--allocation must be one of {', '.join(ALLOCATIONS)} (got {self.allocation!r})")
+        need(self.update in UPDATES,
+             f"--update must be one of {', '.join(UPDATES)} (got {self.update!r})")
+        need(isinstance(self.local_steps, int) and self.local_steps >= 1,
+             f"--local-steps must be at least 1 (got {self.local_steps})")
+        need(0 < self.gamma <= 1, f"--gamma must be in (0, 1] (got {self.gamma})")
         if isinstance(self.model, str):
             from hetsync.models import MODELS
 
@@ -110,6 +149,10 @@ class TrainConfig:
     def bound(self) -> int | None:
         """How many iterations a worker may run ahead of the slowest: 0, S, or unbounded."""
         return {"bsp": 0, "ssp": self.staleness, "asp": None}[self.sync]
+
+    @property
+    def interference_windows(self) -> tuple[Interference, ...]:
+        return parse_interference(self.interference)
 
     @property
     def out_dir(self) -> Path | None:

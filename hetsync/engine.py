@@ -21,9 +21,9 @@ from hetsync.checkpoint import save_atomic
 from hetsync.config import TrainConfig
 from hetsync.data import load_dataset
 from hetsync.errors import ClusterError, ConfigError, HetsyncError
+from hetsync.heterogeneity import emulated_cluster
 from hetsync.metrics import MetricsLog, Progress, write_json_atomic
 from hetsync.models import build_model, resolve_model
-from hetsync.partitioning import uniform_shards
 from hetsync.runtime import ray_session
 from hetsync.wire import params_to_vector, vector_to_params
 
@@ -42,14 +42,14 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
     """Train with a TrainConfig, or with keyword arguments named like the CLI flags."""
     cfg = config if config is not None else TrainConfig(**kwargs)
     train_data, val_data = load_dataset(cfg)
-    shards = uniform_shards(len(train_data), cfg.workers, cfg.seed)
-    smallest = min(len(s) for s in shards)
-    if cfg.batch_size > smallest:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the smallest worker "
-                          f"shard ({smallest} samples of {len(train_data)}); lower it or use "
-                          "fewer workers")
+    shard = len(train_data) // cfg.workers
+    if cfg.batch_size > shard:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than a worker's share of the "
+                          f"data ({shard} of {len(train_data)} samples); lower it or use fewer "
+                          "workers")
     factory = resolve_model(cfg.model)
     model = build_model(factory, cfg.seed)
+    cluster = emulated_cluster(cfg, model, train_data)
     cores = os.cpu_count() or 1
     if cfg.workers * cfg.threads_per_worker > cores:
         warnings.warn(f"{cfg.workers} workers x {cfg.threads_per_worker} threads exceed the "
@@ -64,7 +64,7 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
     try:
         with ray_session(cfg.address, cfg.workers * cfg.threads_per_worker):
             summary, weights, reports = _run(cfg, factory, model, train_data, val_data,
-                                             shards, log, progress)
+                                             cluster, log, progress)
     finally:
         progress.close()
         log.close()
@@ -75,17 +75,22 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
     return TrainResult(summary, model, log.records, reports)
 
 
-def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
-    # --- actors: one server, N workers, one evaluator; the data goes to the object store once
+def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
+    # --- actors: server, allocator, N workers, evaluator; the data goes to the object store once
     data_ref = ray.put(train_data)
+    agwu = cfg.update == "agwu"
     server = actors.remote_server(
         timeout_s=cfg.timeout_s, weights=params_to_vector(model), workers=cfg.workers,
         bound=cfg.bound, barrier=cfg.sync == "bsp", lr=cfg.lr, momentum=cfg.momentum,
-        batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every)
+        batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every,
+        update=cfg.update, gamma=cfg.gamma, local_steps=cfg.local_steps if agwu else 1)
+    allocator = actors.remote_allocator(n_samples=len(train_data), workers=cfg.workers,
+                                        batch_size=cfg.batch_size, mode=cfg.allocation,
+                                        seed=cfg.seed)
     workers = [
         actors.remote_worker(threads=cfg.threads_per_worker, worker_id=i, model_factory=factory,
-                             data=data_ref, indices=shards[i], batch_size=cfg.batch_size,
-                             seed=cfg.seed)
+                             data=data_ref, seed=cfg.seed, lr=cfg.lr, momentum=cfg.momentum,
+                             pacer=cluster.pacer(i))
         for i in range(cfg.workers)
     ]
     evaluator = actors.remote_evaluator(model_factory=factory, data=val_data)
@@ -94,7 +99,9 @@ def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
 
     # --- training: workers run until the budget is spent; the driver evaluates snapshots
     start = time.time()
-    runs = [w.run.remote(server, cfg.bound, cfg.timeout_s) for w in workers]
+    runs = [w.run.remote(server, allocator, cfg.bound, cfg.timeout_s,
+                         cfg.local_steps if agwu else 0) for w in workers]
+    allocations_seen = 0
     pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot
     best = None
     last_acc = None
@@ -113,7 +120,7 @@ def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
             t = snap.time - start
             log.write("eval", wall_time_s=round(t, 3), iterations=snap.iterations,
                       updates=snap.version, samples=snap.samples, val_loss=loss,
-                      val_accuracy=acc)
+                      val_accuracy=acc, ideal_samples_per_s=cluster.ideal_samples_per_s(t))
             last_acc = acc
             best = acc if best is None else max(best, acc)
             if time_to_target is None and acc >= cfg.target_accuracy:
@@ -126,6 +133,12 @@ def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
         for snap in _get(server.take_snapshots.remote(), cfg.timeout_s, "taking snapshots"):
             pending_evals[evaluator.evaluate.remote(snap.weights)] = snap
         collect(block=False)
+        changes = _get(allocator.changes.remote(allocations_seen), cfg.timeout_s,
+                       "asking the allocator for changes")
+        for change in changes:
+            log.write("allocation", wall_time_s=round(time.time() - start, 3),
+                      iterations=status["iterations"], **change)
+        allocations_seen += len(changes)
         progress.update(time.time() - start, status["iterations"], status["samples"], last_acc,
                         status["loss"], status["max_staleness_observed"])
     reports = [_get(r, cfg.timeout_s, "collecting worker reports") for r in runs]
@@ -162,6 +175,12 @@ def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
         "max_version_lag": status["max_version_lag"],
         "throughput_samples_per_s": status["samples"] / wall if wall > 0 else 0.0,
         "wait_fraction": sum(r.wait_s for r in reports) / busy if busy > 0 else 0.0,
+        "ideal_throughput_samples_per_s": cluster.mean_ideal_samples_per_s(wall),
+        "speeds": list(cluster.speeds) if cluster.speeds else None,
+        "reference_s_per_sample": cluster.reference_s_per_sample,
+        "allocation": cfg.allocation,
+        "update": cfg.update,
+        "allocation_changes": allocations_seen,
         "staleness_histogram": status["staleness_histogram"],
         "version_lag_histogram": status["version_lag_histogram"],
         "per_worker": [
@@ -172,7 +191,7 @@ def _run(cfg, factory, model, train_data, val_data, shards, log, progress):
         ],
         "config": cfg.to_dict(),
     }
-    for handle in [server, evaluator, *workers]:
+    for handle in [server, allocator, evaluator, *workers]:
         ray.kill(handle)
     return summary, weights, reports
 

@@ -1,11 +1,119 @@
-"""How the training data is divided among workers."""
+"""How the training data and the per-iteration batch are divided among workers.
+
+Incremental data partitioning and allocation (IDPA, docs/allocation.md): the data of an epoch
+sits in one pool and is handed out in chunks on demand. Under `idpa` each worker's batch
+(and so its share of every chunk and of the epoch) is proportional to its measured speed, so
+that all workers reach each clock at about the same time; under `uniform` every batch is
+`batch_size`. Since the pool hands out every index of an epoch exactly once, changing the
+shares (rebalancing) can neither lose nor duplicate a sample within an epoch, and data that a
+departing worker did not consume goes back to the pool for the others.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+ALLOCATIONS = ("uniform", "idpa")
 
-def uniform_shards(n_samples: int, workers: int, seed: int) -> list[np.ndarray]:
-    """Disjoint, near-equal random shards covering every sample exactly once."""
-    perm = np.random.default_rng(seed).permutation(n_samples)
-    return [np.sort(s) for s in np.array_split(perm, workers)]
+
+@dataclass
+class Chunk:
+    indices: np.ndarray  # the samples to consume, in order
+    batch_size: int  # the batch size to consume them with, from now on
+    epoch: int
+
+
+def proportional_batches(total: int, weights: list[float]) -> list[int]:
+    """Integers >= 1 proportional to `weights` that sum to exactly `total` (largest remainder),
+    so the global batch per clock, and with it the learning-rate semantics, never changes."""
+    n = len(weights)
+    if total < n:
+        raise ValueError(f"a global batch of {total} cannot give {n} workers one sample each")
+    w = np.asarray(weights, dtype=float)
+    raw = (total - n) * w / w.sum()
+    out = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - out), kind="stable")[: (total - n) - out.sum()]:
+        out[i] += 1
+    return [int(b) + 1 for b in out]
+
+
+class Allocator:
+    def __init__(self, n_samples: int, workers: int, batch_size: int, mode: str, seed: int,
+                 chunk_iterations: int = 8, probe_iterations: int = 8, smoothing: float = 0.5,
+                 rebalance_threshold: float = 0.15):
+        if mode not in ALLOCATIONS:
+            raise ValueError(f"unknown allocation {mode!r}")
+        self.n_samples = n_samples
+        self.workers = workers
+        self.global_batch = workers * batch_size
+        self.mode = mode
+        self.rng = np.random.default_rng(seed)
+        self.chunk_iterations = chunk_iterations
+        self.probe_iterations = probe_iterations
+        self.smoothing = smoothing
+        self.threshold = rebalance_threshold
+        self.live = set(range(workers))
+        self.rates: dict[int, float] = {}  # samples/s, exponentially smoothed
+        self.batches = {w: batch_size for w in range(workers)}
+        self.epoch = 0
+        self.pool = self.rng.permutation(n_samples)
+        self.pos = 0
+        self.changes: list[dict] = []  # every rebalancing, for metrics.jsonl
+
+    # ------------------------------------------------------------------ measurements
+    def report(self, worker: int, samples: int, seconds: float) -> None:
+        """A worker's compute time for `samples` samples since its last report."""
+        if samples <= 0 or seconds <= 0:
+            return
+        rate = samples / seconds
+        old = self.rates.get(worker)
+        self.rates[worker] = rate if old is None else (
+            self.smoothing * rate + (1 - self.smoothing) * old)
+        if self.mode == "idpa":
+            self._maybe_rebalance()
+
+    def _maybe_rebalance(self) -> None:
+        live = sorted(self.live)
+        if not live or any(w not in self.rates for w in live):
+            return  # still probing: every live worker must have been measured
+        target = proportional_batches(self.global_batch, [self.rates[w] for w in live])
+        moved = max(abs(t - self.batches[w]) / self.batches[w] for w, t in zip(live, target, strict=True))
+        if moved > self.threshold:
+            self.batches.update(zip(live, target, strict=True))
+            self.changes.append({"batches": {str(w): self.batches[w] for w in live},
+                                 "rates": {str(w): round(self.rates[w], 1) for w in live}})
+
+    # ------------------------------------------------------------------ data
+    def next_chunk(self, worker: int) -> Chunk:
+        """The next samples for `worker`: `chunk_iterations` of its batches, or the rest of the
+        epoch when less is left (a chunk never straddles two epochs)."""
+        batch = self.batches[worker]
+        iterations = self.probe_iterations if worker not in self.rates else self.chunk_iterations
+        if self.pos >= len(self.pool):
+            self._new_epoch()
+        take = self.pool[self.pos:self.pos + batch * iterations]
+        self.pos += len(take)
+        return Chunk(take, batch, self.epoch)
+
+    def _new_epoch(self) -> None:
+        self.epoch += 1
+        self.pool = self.rng.permutation(self.n_samples)
+        self.pos = 0
+
+    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        """Unconsumed indices of a worker that leaves go back to the front of the pool (those of
+        an epoch already over are dropped: that epoch cannot be revisited)."""
+        self.live.discard(worker)
+        if len(indices) and epoch == self.epoch:
+            self.pool = np.concatenate([indices, self.pool[self.pos:]])
+            self.pos = 0
+        if self.mode == "idpa" and self.live:
+            live = sorted(self.live)
+            known = [self.rates.get(w, 1.0) for w in live]
+            self.batches.update(zip(live, proportional_batches(self.global_batch, known), strict=True))
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "batches": {str(w): b for w, b in self.batches.items()},
+                "rates": {str(w): round(r, 1) for w, r in self.rates.items()}}

@@ -1,10 +1,9 @@
 """The parameter server as a plain object: global weights, optimizer, consistency controller,
 iteration budget and staleness accounting. The Ray actor in `actors.py` only adds waiting.
 
-Update rule (gradient SGD): under SSP and ASP each gradient is applied on arrival; under BSP the
-gradients of one clock are averaged, weighted by batch size, and applied as one step, which is
-exactly one step on the union of the workers' batches (with the learning rate scaled to the
-union's size, see `_step`).
+Under SSP and ASP each push is applied on arrival; under BSP the pushes of one clock are
+combined into one update when the last live worker's arrives. What an update does is the
+update rule's business (`updates.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from hetsync.consistency import ConsistencyController, Verdict
+from hetsync.updates import AgwuRule, SgdRule
 
 
 @dataclass
@@ -80,11 +80,12 @@ class StalenessStats:
 class ParameterServer:
     def __init__(self, weights: np.ndarray, workers: int, bound: int | None, barrier: bool,
                  lr: float, momentum: float, batch_size: int, iterations: int,
-                 eval_every: int, lease: int = 2):
+                 eval_every: int, lease: int = 2, update: str = "sgd", gamma: float = 0.9,
+                 local_steps: int = 1):
         self.w = torch.nn.Parameter(torch.from_numpy(np.array(weights, dtype=np.float32)))
-        self.opt = torch.optim.SGD([self.w], lr=lr, momentum=momentum)
-        self.lr = lr
-        self.batch_size = batch_size
+        self.rule = (SgdRule(self.w, lr, momentum, batch_size) if update == "sgd"
+                     else AgwuRule(self.w, gamma, workers))
+        self.local_steps = local_steps  # gradients per push: tickets move in these units
         self.controller = ConsistencyController(workers, bound)
         self.barrier = barrier
         self.budget = IterationBudget(iterations)
@@ -97,7 +98,8 @@ class ParameterServer:
         self.eval_every = eval_every
         self._next_snapshot = eval_every
         self._snapshots: list[Snapshot] = []
-        self._round: dict[int, tuple[np.ndarray, int, int]] = {}  # BSP: worker -> contribution
+        # BSP: worker -> (payload, samples, base version, accuracy, steps) of the open round
+        self._round: dict[int, tuple] = {}
         self.tickets: Counter = Counter()  # unused tickets per worker, to reclaim on leave
 
     # ------------------------------------------------------------------ membership
@@ -105,7 +107,7 @@ class ParameterServer:
         clock = self.controller.table.clocks[worker]
         if worker not in self.controller.table.live:
             clock = self.controller.table.join(worker)
-        return self._reply(worker, want=self.lease, clock=clock)
+        return self._reply(worker, want=self.lease * self.local_steps, clock=clock)
 
     def leave(self, worker: int) -> None:
         self.controller.table.leave(worker)
@@ -116,17 +118,20 @@ class ParameterServer:
     def may_start(self, worker: int, clock: int) -> Verdict:
         return self.controller.may_start(worker, clock)
 
-    def submit(self, worker: int, clock: int, base_version: int, grad: np.ndarray,
-               batch_size: int, loss: float) -> None:
-        """Take one gradient: apply it now (SSP, ASP) or add it to the open BSP round."""
-        self.tickets[worker] -= 1
+    def submit(self, worker: int, clock: int, base_version: int, payload: np.ndarray,
+               samples: int, loss: float, steps: int = 1, accuracy: float | None = None) -> None:
+        """Take one push (a gradient, or replica weights after `steps` local steps): apply it
+        now (SSP, ASP) or add it to the open BSP round."""
+        self.tickets[worker] -= steps
         self.loss_ema = loss if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * loss
         if self.barrier:
-            self._round[worker] = (grad, batch_size, base_version)
+            self._round[worker] = (payload, samples, base_version, accuracy, steps)
             self._maybe_close_round()
             return
-        self._record(worker, base_version, batch_size)
-        self._step(torch.tensor(grad), batch_size)
+        lag = self.version - base_version
+        self._record(worker, lag, samples, steps)
+        self.rule.apply(payload, samples, lag, worker, accuracy, self.controller.table.live)
+        self.version += 1
 
     def is_applied(self, worker: int, clock: int) -> bool:
         """Has the gradient `worker` computed at `clock` been applied?"""
@@ -136,34 +141,27 @@ class ParameterServer:
         live = self.controller.table.live
         if not self._round or not live.issubset(self._round):
             return
-        grads = [torch.tensor(g) for g, _, _ in self._round.values()]
-        sizes = torch.tensor([b for _, b, _ in self._round.values()], dtype=torch.float32)
-        mean = (torch.stack(grads) * (sizes / sizes.sum())[:, None]).sum(0)
-        for worker, (_, batch, base) in sorted(self._round.items()):
-            self._record(worker, base, batch)
+        contributions = []
+        for worker, (payload, samples, base, acc, steps) in sorted(self._round.items()):
+            self._record(worker, self.version - base, samples, steps)
+            contributions.append((worker, payload, samples, acc))
         self._round.clear()
-        self._step(mean, int(sizes.sum()))
+        self.rule.apply_round(contributions)
+        self.version += 1
 
-    def _record(self, worker: int, base_version: int, batch_size: int) -> None:
+    def _record(self, worker: int, lag: int, samples: int, steps: int) -> None:
         gap = self.controller.record_applied(worker)
-        self.stats.record(gap, self.version - base_version)
-        self.applied += 1
-        self.samples += batch_size
+        self.stats.record(gap, lag)
+        self.applied += steps
+        self.samples += samples
         if self.applied >= self._next_snapshot:
             self._snapshots.append(self.snapshot())
-            self._next_snapshot += self.eval_every
-
-    def _step(self, grad: torch.Tensor, samples: int) -> None:
-        # Linear scaling rule: `lr` is the rate for one mini-batch of `batch_size` samples, so
-        # a BSP step on the union of N batches moves as far as N small steps would.
-        self.opt.param_groups[0]["lr"] = self.lr * samples / self.batch_size
-        self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
-        self.opt.step()
-        self.version += 1
+            self._next_snapshot += self.eval_every * (
+                (self.applied - self._next_snapshot) // self.eval_every + 1)
 
     # ------------------------------------------------------------------ replies and reports
     def reply(self, worker: int, want: int = 1) -> Reply:
-        return self._reply(worker, want, self.controller.table.clocks[worker])
+        return self._reply(worker, want * self.local_steps, self.controller.table.clocks[worker])
 
     def _reply(self, worker: int, want: int, clock: int) -> Reply:
         granted = self.budget.grant(want)

@@ -1,17 +1,19 @@
-"""A worker: one model replica, its data shard, and the loop that trains it against a server.
+"""A worker: one model replica, the samples allocated to it, and the loop that trains it
+against a server.
 
-The loop is written against a small client interface (`push` returns a handle, `get` resolves
-it), so that tests run it against an in-process server and the Ray layer against an actor.
+The loop is written against small client interfaces (a call returns a handle, `get` resolves
+it), so that tests run it in-process and the Ray layer against actors.
 
 Under SSP the worker keeps one push in flight: it computes the next gradient on weights that
 may miss its own latest update (allowed: they are at most S clocks old) while the previous
 push and the fresh weights travel. Under BSP the gate's bound of 0 makes it wait for each
-barrier, so nothing overlaps.
+barrier. Under AGWU it trains K local steps, pushes its weights and continues from the merge.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,18 +25,26 @@ from torch import nn
 
 from hetsync.consistency import StalenessGate
 from hetsync.data import ArrayData
+from hetsync.heterogeneity import StepPacer
 from hetsync.models import build_model
+from hetsync.partitioning import Chunk
 from hetsync.server import Reply
 from hetsync.wire import FlatModel
 
 
 class ServerClient(Protocol):
     def join(self, worker: int) -> Reply: ...
-    def push(self, worker: int, clock: int, version: int, grad: np.ndarray, batch: int,
-             loss: float) -> Any: ...
+    def push(self, worker: int, clock: int, version: int, payload: np.ndarray, samples: int,
+             loss: float, steps: int, accuracy: float | None) -> Any: ...
     def wait_until_allowed(self, worker: int, clock: int) -> Any: ...
-    def get(self, handle: Any) -> Reply: ...
+    def get(self, handle: Any) -> Any: ...
     def leave(self, worker: int) -> None: ...
+
+
+class AllocatorClient(Protocol):
+    def next_chunk(self, worker: int, samples: int, seconds: float) -> Any: ...
+    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None: ...
+    def get(self, handle: Any) -> Chunk: ...
 
 
 @dataclass
@@ -52,63 +62,111 @@ class WorkerReport:
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
 
 
-class ShardSampler:
-    """Epochs over this worker's indices, reshuffled each epoch with a per-worker seed."""
+class ChunkFeed:
+    """The samples allocated to one worker, refilled from the allocator one chunk ahead. Each
+    request carries the worker's measured speed since the previous one."""
 
-    def __init__(self, indices: np.ndarray, seed: int):
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(self.indices)
-        self.pos = 0
-        self.epoch = 0
+    def __init__(self, allocator: AllocatorClient, worker: int):
+        self.allocator = allocator
+        self.worker = worker
+        self.segments: deque[list] = deque()  # [indices, epoch], consumed from the front
+        self.batch_size = 0
+        self.samples, self.seconds = 0, 0.0
+        self.pending = allocator.next_chunk(worker, 0, 0.0)
 
-    def next_batch(self, size: int) -> np.ndarray:
-        out = []
-        while size > 0:
-            if self.pos >= len(self.order):
-                self.order = self.rng.permutation(self.indices)
-                self.pos = 0
-                self.epoch += 1
-            take = self.order[self.pos:self.pos + size]
-            self.pos += len(take)
-            size -= len(take)
-            out.append(take)
+    def _queued(self) -> int:
+        return sum(len(s[0]) for s in self.segments)
+
+    def next_batch(self) -> np.ndarray:
+        while not self.batch_size or self._queued() < self.batch_size:
+            chunk = self.allocator.get(self.pending)
+            self.segments.append([chunk.indices, chunk.epoch])
+            self.batch_size = chunk.batch_size
+            self.pending = self.allocator.next_chunk(self.worker, self.samples, self.seconds)
+            self.samples, self.seconds = 0, 0.0
+        need, out = self.batch_size, []
+        while need:
+            seg = self.segments[0]
+            out.append(seg[0][:need])
+            seg[0] = seg[0][need:]
+            need -= len(out[-1])
+            if not len(seg[0]):
+                self.segments.popleft()
         return np.concatenate(out)
+
+    def record(self, samples: int, seconds: float) -> None:
+        self.samples += samples
+        self.seconds += seconds
+
+    def close(self) -> None:
+        """Hand every sample allocated but not consumed back to the pool."""
+        chunk = self.allocator.get(self.pending)
+        self.segments.append([chunk.indices, chunk.epoch])
+        for indices, epoch in self.segments:
+            self.allocator.give_back(self.worker, indices, epoch)
+        self.segments.clear()
 
 
 class Worker:
     def __init__(self, worker_id: int, model_factory: Callable[[], nn.Module], data: ArrayData,
-                 indices: np.ndarray, batch_size: int, seed: int, threads: int = 1):
+                 seed: int, threads: int = 1, lr: float = 0.02, momentum: float = 0.5,
+                 pacer: StepPacer | None = None):
         torch.set_num_threads(threads)
         self.id = worker_id
         self.model = build_model(model_factory, seed)
         self.flat = FlatModel(self.model)
         self.data = data
-        self.sampler = ShardSampler(indices, seed * 1000 + worker_id)
-        self.batch_size = batch_size
+        self.pacer = pacer
         self.version = -1
+        self.iteration = 0
+        self.lr, self.momentum = lr, momentum
+        self.feed: ChunkFeed | None = None
 
     def load(self, weights: np.ndarray, version: int) -> None:
         if version > self.version:
             self.flat.load(weights)
             self.version = version
 
-    def compute_gradient(self) -> tuple[np.ndarray, int, float]:
-        """One mini-batch: (flat gradient, valid until the next call; batch size; loss)."""
-        idx = self.sampler.next_batch(self.batch_size)
+    def compute_gradient(self) -> tuple[np.ndarray, int, float, float]:
+        """One mini-batch: (flat gradient, valid until the next call; batch size; loss;
+        accuracy on the batch). With a pacer, the step lasts its emulated duration."""
+        began = time.time()
+        idx = self.feed.next_batch()
         x = torch.from_numpy(self.data.x[idx])
         y = torch.from_numpy(self.data.y[idx])
         self.flat.zero_grad()
-        loss = F.cross_entropy(self.model(x), y)
+        out = self.model(x)
+        loss = F.cross_entropy(out, y)
         loss.backward()
-        return self.flat.grad_vector(), len(idx), loss.item()
+        correct = int((out.detach().argmax(1) == y).sum())
+        if self.pacer is not None:
+            self.pacer.pace(began, len(idx), self.iteration)
+        self.iteration += 1
+        self.feed.record(len(idx), time.time() - began)
+        return self.flat.grad_vector(), len(idx), loss.item(), correct / len(idx)
+
+    def local_steps(self, steps: int) -> tuple[np.ndarray, int, float, float]:
+        """AGWU: `steps` plain SGD steps on the replica; (weights, samples, loss, accuracy)."""
+        velocity = torch.zeros_like(self.flat.weights)
+        samples, loss, correct = 0, 0.0, 0.0
+        for _ in range(steps):
+            grad, batch, step_loss, acc = self.compute_gradient()
+            velocity.mul_(self.momentum).add_(torch.from_numpy(grad))
+            self.flat.weights.sub_(self.lr * velocity)
+            samples += batch
+            loss += step_loss / steps
+            correct += acc * batch
+        return self.flat.weights.numpy(), samples, loss, correct / samples
 
 
-def run_worker(worker: Worker, server: ServerClient, bound: int | None) -> WorkerReport:
-    """Train until the global budget grants this worker no more iterations."""
+def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
+               bound: int | None, local_steps: int = 0) -> WorkerReport:
+    """Train until the global budget grants this worker no more iterations. `local_steps` > 0
+    selects AGWU (push weights after that many local steps); 0 pushes every gradient."""
     gate = StalenessGate(bound)
     report = WorkerReport(worker.id)
     start = time.time()
+    worker.feed = ChunkFeed(allocator, worker.id)
 
     def timed(kind: str, t0: float) -> float:
         t1 = time.time()
@@ -146,18 +204,28 @@ def run_worker(worker: Worker, server: ServerClient, bound: int | None) -> Worke
                     absorb(server.get(server.wait_until_allowed(worker.id, clock)))
             report.wait_s += timed("wait", t0)
         t0 = time.time()
-        base_version = worker.version  # the weights this gradient is computed on
-        grad, batch, loss = worker.compute_gradient()
-        tickets -= 1
+        base_version = worker.version  # the weights this push is computed on
+        if local_steps:
+            steps = min(local_steps, tickets)
+            payload, samples, loss, accuracy = worker.local_steps(steps)
+        else:
+            steps = 1
+            payload, samples, loss, accuracy = worker.compute_gradient()
+        tickets -= steps
         report.compute_s += timed("compute", t0)
-        report.iterations += 1
-        report.samples += batch
+        report.iterations += steps
+        report.samples += samples
         t0 = time.time()
         if pending is not None:
             absorb(server.get(pending))
-        pending = server.push(worker.id, clock, base_version, grad, batch, loss)
+        pending = server.push(worker.id, clock, base_version, payload, samples, loss, steps,
+                              accuracy)
+        if local_steps:  # AGWU continues from the merged weights, so nothing overlaps
+            absorb(server.get(pending))
+            pending = None
         clock += 1
         report.comm_s += timed("comm", t0)
+    worker.feed.close()
     server.leave(worker.id)
     report.total_s = time.time() - start
     return report

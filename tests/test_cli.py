@@ -23,10 +23,15 @@ SUMMARY_KEYS = {"sync", "staleness", "workers", "iterations", "updates", "sample
     (["--lr", "nan"], "--lr must be a finite number > 0"),
     (["--lr", "-1"], "--lr must be a finite number > 0"),
     (["--iterations", "0"], "--iterations must be at least 1"),
+    (["--workers", "2", "--speeds", "1,2,3"], "--speeds has 3 values for 2 workers"),
+    (["--workers", "2", "--speeds", "1,-2"], "--speeds must all be finite and > 0"),
+    (["--allocation", "random"], "--allocation must be one of uniform, idpa"),
+    (["--update", "adam"], "--update must be one of sgd, agwu"),
+    (["--interference", "0@oops"], "--interference entry"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
     (["--dataset", "mnist-10k"], "needs --data-dir"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
-      "--batch-size", "32"], "larger than the smallest worker shard"),
+      "--batch-size", "32"], "larger than a worker's share of the data"),
 ])
 def test_impossible_settings_get_one_line_errors(args, message, capsys):
     assert main(["train", "--quiet", *args]) == 2

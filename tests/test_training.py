@@ -17,7 +17,7 @@ from .test_cli import SUMMARY_KEYS
 pytestmark = pytest.mark.ray
 
 SMALL = dict(dataset="synthetic", synthetic_samples=1024, batch_size=32, iterations=300,
-             eval_every=60, progress=False)
+             eval_every=60, allocation="uniform", progress=False)
 
 
 @pytest.mark.parametrize("sync,workers", [("bsp", 3), ("ssp", 3), ("asp", 3)])
@@ -46,6 +46,20 @@ def test_each_sync_mode_trains_end_to_end(ray_local, tmp_path, sync, workers):
     model.load_state_dict(state)
     for a, b in zip(model.parameters(), res.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path):
+    res = hetsync.train(sync="ssp", staleness=3, workers=3, speeds=(1, 1, 4),
+                        **{**SMALL, "allocation": "idpa", "out": str(tmp_path)})
+    s = res.summary
+    per = {w["worker"]: w for w in s["per_worker"]}
+    assert s["allocation_changes"] >= 1
+    assert per[0]["samples"] > 1.3 * per[2]["samples"]  # the 4x slower worker gets less work
+    assert s["ideal_throughput_samples_per_s"] > s["throughput_samples_per_s"] > 0
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    shares = [r for r in records if r["kind"] == "allocation"]
+    assert shares and sum(shares[-1]["batches"].values()) == 3 * 32
+    assert shares[-1]["batches"]["0"] > shares[-1]["batches"]["2"]
 
 
 class TinyNet(nn.Module):

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 
 from hetsync.data import synthetic
 from hetsync.models import LeNet5, build_model
+from hetsync.partitioning import Allocator
 from hetsync.server import ParameterServer
 from hetsync.validation import evaluate
 from hetsync.wire import FlatModel, params_to_vector, vector_to_params
-from hetsync.worker import ShardSampler, Worker, run_worker
+from hetsync.worker import Worker, run_worker
 
 
 class LocalClient:
@@ -21,8 +22,8 @@ class LocalClient:
     def join(self, worker):
         return self.ps.join(worker)
 
-    def push(self, worker, clock, version, grad, batch, loss):
-        self.ps.submit(worker, clock, version, grad.copy(), batch, loss)
+    def push(self, worker, clock, version, payload, samples, loss, steps, accuracy):
+        self.ps.submit(worker, clock, version, payload.copy(), samples, loss, steps, accuracy)
         return self.ps.reply(worker, want=1)
 
     def wait_until_allowed(self, worker, clock):
@@ -52,11 +53,19 @@ def test_flat_buffers_hold_the_true_gradient():
     assert all(float(p.detach().abs().sum()) == 0 for p in model.parameters())
 
 
-def test_sampler_covers_the_shard_each_epoch():
-    s = ShardSampler(np.arange(10, 20), seed=0)
-    first = np.concatenate([s.next_batch(3) for _ in range(3)] + [s.next_batch(1)])
-    assert sorted(first) == list(range(10, 20))
-    assert s.next_batch(5).shape == (5,) and s.epoch == 1
+class LocalAllocator:
+    def __init__(self, allocator):
+        self.allocator = allocator
+
+    def next_chunk(self, worker, samples, seconds):
+        self.allocator.report(worker, samples, seconds)
+        return self.allocator.next_chunk(worker)
+
+    def give_back(self, worker, indices, epoch):
+        self.allocator.give_back(worker, indices, epoch)
+
+    def get(self, handle):
+        return handle
 
 
 def test_run_worker_spends_exactly_the_budget_and_learns():
@@ -64,8 +73,9 @@ def test_run_worker_spends_exactly_the_budget_and_learns():
     model = build_model(LeNet5, 0)
     ps = ParameterServer(weights=params_to_vector(model), workers=1, bound=3, barrier=False,
                          lr=0.05, momentum=0.5, batch_size=32, iterations=60, eval_every=20)
-    worker = Worker(0, LeNet5, data, np.arange(512), batch_size=32, seed=0)
-    report = run_worker(worker, LocalClient(ps), bound=3)
+    alloc = Allocator(512, workers=1, batch_size=32, mode="idpa", seed=0)
+    worker = Worker(0, LeNet5, data, seed=0)
+    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=3)
     assert report.iterations == 60 and ps.applied == 60 and ps.budget.remaining == 0
     assert ps.stats.max_gap == 0 and ps.stats.max_lag == 1  # one push in flight
     assert len(ps.take_snapshots()) == 3
@@ -73,3 +83,18 @@ def test_run_worker_spends_exactly_the_budget_and_learns():
     vector_to_params(ps.weights(), model)
     after = evaluate(model, data)[1]
     assert after > max(0.5, before + 0.3), (before, after)  # chance level is 0.1
+
+
+def test_agwu_worker_pushes_weights_every_k_steps():
+    data = synthetic(512, seed=0)
+    model = build_model(LeNet5, 0)
+    ps = ParameterServer(weights=params_to_vector(model), workers=1, bound=None, barrier=False,
+                         lr=0.05, momentum=0.5, batch_size=32, iterations=40, eval_every=40,
+                         update="agwu", gamma=0.9, local_steps=8)
+    alloc = Allocator(512, workers=1, batch_size=32, mode="uniform", seed=0)
+    worker = Worker(0, LeNet5, data, seed=0, lr=0.05)
+    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=None,
+                        local_steps=8)
+    assert report.iterations == 40 and ps.applied == 40 and ps.version == 5
+    # one worker, lag 0, b = 1: the merge adopts the replica, so server == worker weights
+    np.testing.assert_allclose(ps.weights(), worker.flat.weights.numpy(), rtol=1e-6)

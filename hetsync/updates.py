@@ -1,0 +1,80 @@
+"""Update rules: how the server turns what a worker pushes into new global weights.
+
+- `sgd`: workers push gradients; the server's SGD applies them. A step that merges k samples
+  uses `lr * k / batch_size` (linear scaling), so BSP's one step on the union of N batches
+  moves the weights as far as N small steps would.
+- `agwu` (asynchronous global weight update): workers train K local steps and push their
+  weights W_j; the server merges on arrival, W <- W + gamma**lag * b_j * (W_j - W), where lag
+  is the number of global versions since the worker pulled and b_j = acc_j / sum(acc) over the
+  latest accuracies of the live workers (1/N until every worker has reported one). Under BSP
+  the round's replicas are averaged with the weights b_j instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+UPDATES = ("sgd", "agwu")
+
+
+class SgdRule:
+    def __init__(self, w: torch.nn.Parameter, lr: float, momentum: float, batch_size: int):
+        self.w = w
+        self.lr = lr
+        self.batch_size = batch_size
+        self.opt = torch.optim.SGD([w], lr=lr, momentum=momentum)
+
+    def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
+              accuracy: float | None, live: set[int]) -> None:
+        self._step(torch.tensor(payload), samples)
+
+    def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
+        grads = torch.stack([torch.tensor(p) for _, p, _, _ in contributions])
+        sizes = torch.tensor([float(s) for _, _, s, _ in contributions])
+        self._step((grads * (sizes / sizes.sum())[:, None]).sum(0), int(sizes.sum()))
+
+    def _step(self, grad: torch.Tensor, samples: int) -> None:
+        self.opt.param_groups[0]["lr"] = self.lr * samples / self.batch_size
+        self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
+        self.opt.step()
+
+    def state_dict(self) -> dict:
+        return self.opt.state_dict()
+
+
+class AgwuRule:
+    def __init__(self, w: torch.nn.Parameter, gamma: float, workers: int):
+        self.w = w
+        self.gamma = gamma
+        self.workers = workers
+        self.accuracy: dict[int, float] = {}
+
+    def weight_of(self, worker: int, live: set[int]) -> float:
+        """b_j: accuracy-proportional once every live worker has reported, else 1/N."""
+        if live and all(w in self.accuracy for w in live) and sum(
+                self.accuracy[w] for w in live) > 0:
+            return self.accuracy[worker] / sum(self.accuracy[w] for w in live)
+        return 1.0 / max(1, len(live))
+
+    def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
+              accuracy: float | None, live: set[int]) -> float:
+        if accuracy is not None:
+            self.accuracy[worker] = accuracy
+        coef = self.gamma ** lag * self.weight_of(worker, live | {worker})
+        with torch.no_grad():
+            self.w.add_(coef * (torch.tensor(payload) - self.w))
+        return coef
+
+    def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
+        for worker, _, _, acc in contributions:
+            if acc is not None:
+                self.accuracy[worker] = acc
+        workers = {w for w, _, _, _ in contributions}
+        coefs = torch.tensor([self.weight_of(w, workers) for w, _, _, _ in contributions])
+        replicas = torch.stack([torch.tensor(p) for _, p, _, _ in contributions])
+        with torch.no_grad():
+            self.w.copy_((replicas * (coefs / coefs.sum())[:, None]).sum(0))
+
+    def state_dict(self) -> dict:
+        return {"accuracy": dict(self.accuracy)}

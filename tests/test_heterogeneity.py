@@ -1,0 +1,66 @@
+"""Speed emulation, interference windows, and the AGWU merge rule."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hetsync.config import TrainConfig
+from hetsync.errors import ConfigError
+from hetsync.heterogeneity import StepPacer, parse_interference
+from hetsync.updates import AgwuRule
+
+
+def test_interference_parsing():
+    (w,) = parse_interference("3@10s-20s:4")
+    assert (w.worker, w.start, w.end, w.factor, w.unit) == (3, 10.0, 20.0, 4.0, "s")
+    assert w.active(15, 0) and not w.active(20, 0) and not w.active(5, 0)
+    (w,) = parse_interference("1@500:2")
+    assert w.unit == "it" and w.end is None and w.active(0, 500)
+    for bad in ("x@1:2", "1@5s-2s:3", "1@5s-9:3", "1@5:0"):
+        with pytest.raises(ConfigError):
+            parse_interference(bad)
+
+
+def test_config_checks_speeds_and_interference():
+    with pytest.raises(ConfigError, match="3 values for 4 workers"):
+        TrainConfig(workers=4, speeds="1,2,3")
+    with pytest.raises(ConfigError, match="finite and > 0"):
+        TrainConfig(workers=2, speeds=(1, 0))
+    with pytest.raises(ConfigError, match="names worker 5"):
+        TrainConfig(workers=2, interference="5@1s:2")
+    assert TrainConfig(workers=2, speeds="1,4").speeds == (1.0, 4.0)
+
+
+def test_pacer_stretches_steps_by_speed_and_slowdown():
+    pacer = StepPacer(0, speed=2.0, reference_s_per_sample=0.001,
+                      interference=parse_interference("0@1:3"))
+    t0 = time.time()
+    pacer.pace(t0, samples=10, iteration=0)  # 10 * 1 ms * 2 = 20 ms
+    t1 = time.time()
+    pacer.pace(t1, samples=10, iteration=1)  # 3x slower from iteration 1: 60 ms
+    t2 = time.time()
+    assert 0.018 <= t1 - t0 < 0.05 and 0.058 <= t2 - t1 < 0.1
+
+
+def test_agwu_attenuates_stale_contributions_as_the_formula_says():
+    w = torch.nn.Parameter(torch.zeros(3))
+    rule = AgwuRule(w, gamma=0.5, workers=2)
+    replica = np.ones(3, np.float32)
+    coef = rule.apply(replica, 64, lag=0, worker=0, accuracy=None, live={0, 1})
+    assert coef == pytest.approx(0.5)  # b_j = 1/N until both have reported an accuracy
+    np.testing.assert_allclose(w.detach().numpy(), 0.5)
+    rule.accuracy = {0: 0.9, 1: 0.6}
+    before = w.detach().clone()
+    coef = rule.apply(replica * 3, 64, lag=2, worker=1, accuracy=0.6, live={0, 1})
+    assert coef == pytest.approx(0.5 ** 2 * 0.6 / 1.5)  # gamma**lag * acc_j / sum(acc)
+    np.testing.assert_allclose(w.detach().numpy(), before + coef * (3 - before), rtol=1e-6)
+
+
+def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
+    w = torch.nn.Parameter(torch.zeros(2))
+    rule = AgwuRule(w, gamma=0.9, workers=2)
+    rule.apply_round([(0, np.array([1.0, 1.0], np.float32), 64, 0.75),
+                      (1, np.array([3.0, 3.0], np.float32), 64, 0.25)])
+    np.testing.assert_allclose(w.detach().numpy(), [1.5, 1.5])
