@@ -6,12 +6,14 @@ Each wait is bounded by the run's timeout and, when it expires, names the worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import numpy as np
 import ray
 
 from hetsync.errors import ClusterError
+from hetsync.heterogeneity import CpuHog
 from hetsync.partitioning import Allocator, Chunk
 from hetsync.server import ParameterServer, Reply, Snapshot
 from hetsync.validation import Evaluator
@@ -141,9 +143,10 @@ class WorkerActor:
         return True
 
     def run(self, server, allocator, bound: int | None, timeout_s: float,
-            local_steps: int) -> WorkerReport:
-        return run_worker(self.worker, RayServerClient(server, timeout_s),
-                          RayAllocatorClient(allocator, timeout_s), bound, local_steps)
+            local_steps: int, cpu_hog: bool = False) -> WorkerReport:
+        with CpuHog(self.worker.id) if cpu_hog else contextlib.nullcontext():
+            return run_worker(self.worker, RayServerClient(server, timeout_s),
+                              RayAllocatorClient(allocator, timeout_s), bound, local_steps)
 
 
 class EvaluatorActor:

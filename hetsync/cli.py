@@ -48,6 +48,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--interference", default=d.interference,
                    help="slowdowns W@START[-END]:FACTOR,... (START/END in s with 's', "
                         "else iterations), e.g. 3@10s-20s:4")
+    p.add_argument("--cpu-hogs", default=d.cpu_hogs,
+                   help="workers that get a real busy-loop process pinned beside them, e.g. 3")
     p.add_argument("--allocation", default=d.allocation, help="uniform or idpa")
     p.add_argument("--update", default=d.update, help="sgd (push gradients) or agwu")
     p.add_argument("--local-steps", type=int, default=d.local_steps,

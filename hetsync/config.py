@@ -68,6 +68,8 @@ class TrainConfig:
     reference_slowdown: float = 2.0
     # Injected slowdowns, "W@START[-END]:FACTOR,..." (times in seconds with "s").
     interference: str = ""
+    # Workers that get a real CPU-hog process pinned beside them, e.g. "3" or "0,2".
+    cpu_hogs: str = ""
     # Work allocation: uniform batches, or IDPA (batches proportional to measured speed).
     allocation: str = "idpa"
     # Update rule: sgd (push gradients) or agwu (push weights after local_steps local steps,
@@ -120,6 +122,9 @@ class TrainConfig:
         bad = [w.worker for w in windows if w.worker >= self.workers]
         need(not bad, f"--interference names worker {bad[0] if bad else 0}, but workers are "
                       f"0..{self.workers - 1}")
+        need(all(h.strip().isdigit() and int(h) < self.workers
+                 for h in self.cpu_hogs.split(",") if h.strip()),
+             f"--cpu-hogs must list worker ids below {self.workers} (got {self.cpu_hogs!r})")
         need(self.allocation in ALLOCATIONS,
              f"--allocation must be one of {', '.join(ALLOCATIONS)} (got {self.allocation!r})")
         need(self.update in UPDATES,
@@ -153,6 +158,10 @@ class TrainConfig:
     @property
     def interference_windows(self) -> tuple[Interference, ...]:
         return parse_interference(self.interference)
+
+    @property
+    def hogged_workers(self) -> set[int]:
+        return {int(h) for h in self.cpu_hogs.split(",") if h.strip()}
 
     @property
     def out_dir(self) -> Path | None:

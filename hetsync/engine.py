@@ -100,7 +100,8 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
     # --- training: workers run until the budget is spent; the driver evaluates snapshots
     start = time.time()
     runs = [w.run.remote(server, allocator, cfg.bound, cfg.timeout_s,
-                         cfg.local_steps if agwu else 0) for w in workers]
+                         cfg.local_steps if agwu else 0, i in cfg.hogged_workers)
+            for i, w in enumerate(workers)]
     allocations_seen = 0
     pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot
     best = None

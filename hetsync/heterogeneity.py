@@ -178,3 +178,28 @@ def emulated_cluster(cfg, model: torch.nn.Module, data) -> EmulatedCluster:
                       "this machine has: measured speeds will fall below the emulated ones",
                       stacklevel=3)
     return cluster
+
+
+class CpuHog:
+    """Real interference: a busy-looping process pinned to the same core as this worker,
+    which is pinned too, for as long as the block runs. Unlike the emulated slowdowns, this
+    measures what a noisy neighbour does to the actual computation."""
+
+    def __init__(self, worker: int):
+        cores = sorted(os.sched_getaffinity(0))
+        self.core = cores[worker % len(cores)]
+        self.proc = None
+
+    def __enter__(self) -> CpuHog:
+        import subprocess
+
+        os.sched_setaffinity(0, {self.core})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"],
+            preexec_fn=lambda: os.sched_setaffinity(0, {self.core}))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()

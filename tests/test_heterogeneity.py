@@ -64,3 +64,18 @@ def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
     rule.apply_round([(0, np.array([1.0, 1.0], np.float32), 64, 0.75),
                       (1, np.array([3.0, 3.0], np.float32), 64, 0.25)])
     np.testing.assert_allclose(w.detach().numpy(), [1.5, 1.5])
+
+
+def test_cpu_hog_runs_pinned_beside_the_worker_and_stops():
+    import os
+
+    from hetsync.heterogeneity import CpuHog
+
+    before = os.sched_getaffinity(0)
+    try:
+        with CpuHog(0) as hog:
+            assert hog.proc.poll() is None
+            assert os.sched_getaffinity(hog.proc.pid) == {hog.core} == os.sched_getaffinity(0)
+        assert hog.proc.poll() is not None
+    finally:
+        os.sched_setaffinity(0, before)
