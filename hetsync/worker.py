@@ -127,9 +127,10 @@ class Worker:
             self.flat.load(weights)
             self.version = version
 
-    def compute_gradient(self) -> tuple[np.ndarray, int, float, float]:
+    def compute_gradient(self, accuracy: bool = False) -> tuple[np.ndarray, int, float, float]:
         """One mini-batch: (flat gradient, valid until the next call; batch size; loss;
-        accuracy on the batch). With a pacer, the step lasts its emulated duration."""
+        accuracy on the batch if asked, else nan). With a pacer, the step lasts its emulated
+        duration."""
         began = time.time()
         idx = self.feed.next_batch()
         x = torch.from_numpy(self.data.x[idx])
@@ -138,7 +139,7 @@ class Worker:
         out = self.model(x)
         loss = F.cross_entropy(out, y)
         loss.backward()
-        correct = int((out.detach().argmax(1) == y).sum())
+        correct = int((out.detach().argmax(1) == y).sum()) if accuracy else float("nan")
         if self.pacer is not None:
             self.pacer.pace(began, len(idx), self.iteration)
         self.iteration += 1
@@ -150,7 +151,7 @@ class Worker:
         velocity = torch.zeros_like(self.flat.weights)
         samples, loss, correct = 0, 0.0, 0.0
         for _ in range(steps):
-            grad, batch, step_loss, acc = self.compute_gradient()
+            grad, batch, step_loss, acc = self.compute_gradient(accuracy=True)
             velocity.mul_(self.momentum).add_(torch.from_numpy(grad))
             self.flat.weights.sub_(self.lr * velocity)
             samples += batch
@@ -210,7 +211,8 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
             payload, samples, loss, accuracy = worker.local_steps(steps)
         else:
             steps = 1
-            payload, samples, loss, accuracy = worker.compute_gradient()
+            payload, samples, loss, _ = worker.compute_gradient()
+            accuracy = None
         tickets -= steps
         report.compute_s += timed("compute", t0)
         report.iterations += steps
