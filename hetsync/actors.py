@@ -15,7 +15,7 @@ import ray
 from hetsync.errors import ClusterError
 from hetsync.heterogeneity import CpuHog
 from hetsync.partitioning import Allocator, Chunk
-from hetsync.server import ParameterServer, Reply, Snapshot
+from hetsync.server import Contribution, ParameterServer, Reply, Snapshot
 from hetsync.validation import Evaluator
 from hetsync.worker import Worker, WorkerReport, run_worker
 
@@ -52,14 +52,15 @@ class ServerActor:
         await self._notify()
         return reply
 
-    async def push(self, worker: int, clock: int, version: int, payload: np.ndarray,
-                   samples: int, loss: float, steps: int, accuracy: float | None) -> Reply:
-        self.ps.submit(worker, clock, version, payload, samples, loss, steps, accuracy)
+    async def push(self, worker: int, contributions: list[Contribution]) -> Reply:
+        for clock, version, payload, samples, loss, steps, accuracy in contributions:
+            self.ps.submit(worker, clock, version, payload, samples, loss, steps, accuracy)
         await self._notify()
-        # BSP: returns once the barrier round holding this gradient is applied.
-        await self._wait_for(lambda: self.ps.is_applied(worker, clock),
-                             lambda: self.ps.controller.blocker_report(worker, clock))
-        return self.ps.reply(worker, want=1)
+        # BSP: returns once the barrier round holding the last contribution is applied.
+        last = contributions[-1][0]
+        await self._wait_for(lambda: self.ps.is_applied(worker, last),
+                             lambda: self.ps.controller.blocker_report(worker, last))
+        return self.ps.reply(worker, want=len(contributions))
 
     async def wait_until_allowed(self, worker: int, clock: int) -> Reply:
         await self._wait_for(lambda: self.ps.may_start(worker, clock).proceed,
@@ -94,9 +95,8 @@ class RayServerClient:
     def join(self, worker: int) -> Reply:
         return self.get(self.handle.join.remote(worker))
 
-    def push(self, worker, clock, version, payload, samples, loss, steps, accuracy):
-        return self.handle.push.remote(worker, clock, version, payload, samples, loss, steps,
-                                       accuracy)
+    def push(self, worker: int, contributions: list[Contribution]):
+        return self.handle.push.remote(worker, contributions)
 
     def wait_until_allowed(self, worker: int, clock: int):
         return self.handle.wait_until_allowed.remote(worker, clock)
@@ -142,11 +142,12 @@ class WorkerActor:
     def ready(self) -> bool:
         return True
 
-    def run(self, server, allocator, bound: int | None, timeout_s: float,
-            local_steps: int, cpu_hog: bool = False) -> WorkerReport:
+    def run(self, server, allocator, bound: int | None, timeout_s: float, local_steps: int,
+            push_every: int, cpu_hog: bool = False) -> WorkerReport:
         with CpuHog(self.worker.id) if cpu_hog else contextlib.nullcontext():
             return run_worker(self.worker, RayServerClient(server, timeout_s),
-                              RayAllocatorClient(allocator, timeout_s), bound, local_steps)
+                              RayAllocatorClient(allocator, timeout_s), bound, local_steps,
+                              push_every)
 
 
 class EvaluatorActor:

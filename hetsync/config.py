@@ -156,6 +156,17 @@ class TrainConfig:
         return {"bsp": 0, "ssp": self.staleness, "asp": None}[self.sync]
 
     @property
+    def gradients_per_push(self) -> int:
+        """Gradients sent per message. Two halve the per-call cost, but each extra gradient in
+        flight adds about one version of lag per worker. So: 2 under SSP when the resulting
+        lag, about 3N - 1 versions, stays within the bound S (in practice one worker); else 1.
+        Measured on 4 workers, coalescing cost accuracy: ASP 0.83 instead of 0.9765, and SSP
+        with IDPA on unequal nodes 0.9685 instead of 0.9785 (docs/consistency.md)."""
+        if self.sync == "ssp" and self.update == "sgd" and 3 * self.workers - 1 <= self.staleness:
+            return 2
+        return 1
+
+    @property
     def interference_windows(self) -> tuple[Interference, ...]:
         return parse_interference(self.interference)
 

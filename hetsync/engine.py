@@ -79,11 +79,13 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
     # --- actors: server, allocator, N workers, evaluator; the data goes to the object store once
     data_ref = ray.put(train_data)
     agwu = cfg.update == "agwu"
+    push_every = cfg.gradients_per_push
     server = actors.remote_server(
         timeout_s=cfg.timeout_s, weights=params_to_vector(model), workers=cfg.workers,
         bound=cfg.bound, barrier=cfg.sync == "bsp", lr=cfg.lr, momentum=cfg.momentum,
         batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every,
-        update=cfg.update, gamma=cfg.gamma, local_steps=cfg.local_steps if agwu else 1)
+        update=cfg.update, gamma=cfg.gamma, local_steps=cfg.local_steps if agwu else 1,
+        lease=2 * push_every)
     allocator = actors.remote_allocator(n_samples=len(train_data), workers=cfg.workers,
                                         batch_size=cfg.batch_size, mode=cfg.allocation,
                                         seed=cfg.seed)
@@ -100,7 +102,7 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
     # --- training: workers run until the budget is spent; the driver evaluates snapshots
     start = time.time()
     runs = [w.run.remote(server, allocator, cfg.bound, cfg.timeout_s,
-                         cfg.local_steps if agwu else 0, i in cfg.hogged_workers)
+                         cfg.local_steps if agwu else 0, push_every, i in cfg.hogged_workers)
             for i, w in enumerate(workers)]
     allocations_seen = 0
     pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot

@@ -41,7 +41,7 @@ def proportional_batches(total: int, weights: list[float]) -> list[int]:
 
 class Allocator:
     def __init__(self, n_samples: int, workers: int, batch_size: int, mode: str, seed: int,
-                 chunk_iterations: int = 32, probe_iterations: int = 8, smoothing: float = 0.5,
+                 chunk_iterations: int = 8, probe_iterations: int = 8, smoothing: float = 0.5,
                  rebalance_threshold: float = 0.15):
         if mode not in ALLOCATIONS:
             raise ValueError(f"unknown allocation {mode!r}")

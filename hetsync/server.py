@@ -18,6 +18,11 @@ import torch
 from hetsync.consistency import ConsistencyController, Verdict
 from hetsync.updates import AgwuRule, SgdRule
 
+# One pushed update: (clock, base version, payload, samples, loss, local steps, accuracy).
+# The payload is a gradient (sgd) or replica weights (agwu). A plain tuple, because it crosses
+# Ray once per iteration and every pickled class costs time there.
+Contribution = tuple[int, int, np.ndarray, int, float, int, float | None]
+
 
 @dataclass
 class Reply:

@@ -28,14 +28,13 @@ from hetsync.data import ArrayData
 from hetsync.heterogeneity import StepPacer
 from hetsync.models import build_model
 from hetsync.partitioning import Chunk
-from hetsync.server import Reply
+from hetsync.server import Contribution, Reply
 from hetsync.wire import FlatModel
 
 
 class ServerClient(Protocol):
     def join(self, worker: int) -> Reply: ...
-    def push(self, worker: int, clock: int, version: int, payload: np.ndarray, samples: int,
-             loss: float, steps: int, accuracy: float | None) -> Any: ...
+    def push(self, worker: int, contributions: list[Contribution]) -> Any: ...
     def wait_until_allowed(self, worker: int, clock: int) -> Any: ...
     def get(self, handle: Any) -> Any: ...
     def leave(self, worker: int) -> None: ...
@@ -161,9 +160,15 @@ class Worker:
 
 
 def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
-               bound: int | None, local_steps: int = 0) -> WorkerReport:
-    """Train until the global budget grants this worker no more iterations. `local_steps` > 0
-    selects AGWU (push weights after that many local steps); 0 pushes every gradient."""
+               bound: int | None, local_steps: int = 0, push_every: int = 1) -> WorkerReport:
+    """Train until the global budget grants this worker no more iterations.
+
+    `local_steps` > 0 selects AGWU (push weights after that many local steps); 0 pushes
+    gradients, `push_every` of them per message (each still applied as its own update): under
+    SSP a worker may compute on weights up to S clocks old, and one Ray call per two
+    iterations halves the fixed per-call cost that does not overlap with computation. The
+    stash is always sent before the worker blocks, so coalescing cannot deadlock the gate.
+    """
     gate = StalenessGate(bound)
     report = WorkerReport(worker.id)
     start = time.time()
@@ -178,6 +183,7 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
     worker.load(hello.weights, hello.version)
     clock, known_min, tickets = hello.clock, hello.min_clock, hello.granted
     pending = None
+    stash: list[Contribution] = []
 
     def absorb(reply: Reply) -> None:
         nonlocal known_min, tickets
@@ -185,8 +191,23 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
         known_min = max(known_min, reply.min_clock)
         tickets += reply.granted
 
+    def flush() -> None:
+        """Collect the previous push's reply, then send the stash as the next push."""
+        nonlocal pending
+        t0 = time.time()
+        if pending is not None:
+            absorb(server.get(pending))
+        pending = server.push(worker.id, list(stash))
+        stash.clear()
+        if local_steps:  # AGWU continues from the merged weights, so nothing overlaps
+            absorb(server.get(pending))
+            pending = None
+        report.comm_s += timed("comm", t0)
+
     while True:
         if tickets == 0:
+            if stash:
+                flush()
             if pending is None:
                 break
             t0 = time.time()
@@ -196,6 +217,8 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
             continue
         # The consistency gate: decide on what we know; only ask the server when it says wait.
         if not gate.decide(clock, known_min).proceed:
+            if stash:
+                flush()
             t0 = time.time()
             while not gate.decide(clock, known_min).proceed:
                 if pending is not None:
@@ -213,20 +236,16 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
             steps = 1
             payload, samples, loss, _ = worker.compute_gradient()
             accuracy = None
+        # A copy: the gradient buffer is overwritten by the next step.
+        stash.append((clock, base_version, payload.copy() if push_every > 1 else payload,
+                      samples, loss, steps, accuracy))
         tickets -= steps
         report.compute_s += timed("compute", t0)
         report.iterations += steps
         report.samples += samples
-        t0 = time.time()
-        if pending is not None:
-            absorb(server.get(pending))
-        pending = server.push(worker.id, clock, base_version, payload, samples, loss, steps,
-                              accuracy)
-        if local_steps:  # AGWU continues from the merged weights, so nothing overlaps
-            absorb(server.get(pending))
-            pending = None
         clock += 1
-        report.comm_s += timed("comm", t0)
+        if len(stash) >= push_every:
+            flush()
     worker.feed.close()
     server.leave(worker.id)
     report.total_s = time.time() - start
