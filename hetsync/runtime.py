@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,18 +27,44 @@ def _set_cluster_mode(enabled: bool) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = enabled
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether a cluster address ("auto" or host:port) points at this machine's loopback, as
+    a cluster started with `ray start --head --node-ip-address 127.0.0.1` does; the driver
+    must then also use 127.0.0.1, or it waits for a node that never registers."""
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        address = canonicalize_bootstrap_address(address) or ""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds with one line, where Ray itself would retry for minutes."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: "
+                           f"{getattr(e, 'strerror', None) or e}") from e
+
+
 @contextmanager
 def ray_session(address: str | None, cpus: int) -> Iterator[None]:
     """Use the Ray instance already initialised by the caller, or start/join one for the
     duration of the block. `cpus` is the logical CPU count a local instance advertises: workers
     reserve their threads, and we oversubscribe (with a warning from the engine) rather than
     leave actors unscheduled."""
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         yield
         return
     try:
         if address:
-            _set_cluster_mode(True)
+            _set_cluster_mode(not _is_loopback(address))
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         else:
             _set_cluster_mode(False)

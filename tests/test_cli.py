@@ -28,6 +28,8 @@ SUMMARY_KEYS = {"sync", "staleness", "workers", "iterations", "updates", "sample
     (["--allocation", "random"], "--allocation must be one of uniform, idpa"),
     (["--update", "adam"], "--update must be one of sgd, agwu"),
     (["--interference", "0@oops"], "--interference entry"),
+    (["--dataset", "synthetic", "--address", "127.0.0.1:1"],
+     "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
     (["--dataset", "mnist-10k"], "needs --data-dir"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",

@@ -102,3 +102,13 @@ def test_agwu_worker_pushes_weights_every_k_steps():
     assert report.iterations == 40 and ps.applied == 40 and ps.version == 5
     # one worker, lag 0, b = 1: the merge adopts the replica, so server == worker weights
     np.testing.assert_allclose(ps.weights(), worker.flat.weights.numpy(), rtol=1e-6)
+
+
+def test_gradients_travel_in_pairs_only_where_the_extra_lag_fits_the_bound():
+    from hetsync.config import TrainConfig
+
+    assert TrainConfig(workers=1, sync="ssp", staleness=3).gradients_per_push == 2
+    assert TrainConfig(workers=4, sync="ssp", staleness=3).gradients_per_push == 1
+    assert TrainConfig(workers=1, sync="asp").gradients_per_push == 1
+    assert TrainConfig(workers=1, sync="bsp").gradients_per_push == 1
+    assert TrainConfig(workers=1, sync="ssp", update="agwu").gradients_per_push == 1
