@@ -33,6 +33,8 @@ def _train_parser(sub) -> None:
                    help="validation accuracy whose first crossing is timed")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="output directory (metrics, summary, weights)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out")
     p.add_argument("--address", default=d.address,
                    help="join this Ray cluster ('auto' or host:port) instead of starting one")
     p.add_argument("--threads-per-worker", type=int, default=d.threads_per_worker,

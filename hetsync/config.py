@@ -53,6 +53,8 @@ class TrainConfig:
     seed: int = 0
     # Output directory for metrics.jsonl, summary.json and model.pt; None writes nothing.
     out: str | None = None
+    # Replace the outputs of an earlier run in `out` (otherwise such a folder is refused).
+    overwrite: bool = False
     # Address of an existing Ray cluster ("auto" or "host:port"); None starts a local one.
     address: str | None = None
     # PyTorch intra-op threads per worker (the inner layer of parallelism).
@@ -154,6 +156,11 @@ class TrainConfig:
     def bound(self) -> int | None:
         """How many iterations a worker may run ahead of the slowest: 0, S, or unbounded."""
         return {"bsp": 0, "ssp": self.staleness, "asp": None}[self.sync]
+
+    @property
+    def agwu_local_steps(self) -> int:
+        """Local steps between pushes under AGWU; 0 means workers push every gradient."""
+        return self.local_steps if self.update == "agwu" else 0
 
     @property
     def gradients_per_push(self) -> int:

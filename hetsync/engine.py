@@ -57,8 +57,12 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
 
     out = cfg.out_dir
     if out is not None:
+        if (out / "summary.json").exists() or (out / "metrics.jsonl").exists():
+            if not cfg.overwrite:
+                raise ConfigError(f"--out {out} holds another run; pass --overwrite to replace "
+                                  "it, or choose another folder")
+            (out / "metrics.jsonl").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
     log = MetricsLog(out / "metrics.jsonl" if out else None)
     progress = Progress(cfg.iterations, enabled=cfg.progress)
     try:
@@ -78,14 +82,12 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
 def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
     # --- actors: server, allocator, N workers, evaluator; the data goes to the object store once
     data_ref = ray.put(train_data)
-    agwu = cfg.update == "agwu"
-    push_every = cfg.gradients_per_push
     server = actors.remote_server(
         timeout_s=cfg.timeout_s, weights=params_to_vector(model), workers=cfg.workers,
         bound=cfg.bound, barrier=cfg.sync == "bsp", lr=cfg.lr, momentum=cfg.momentum,
         batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every,
-        update=cfg.update, gamma=cfg.gamma, local_steps=cfg.local_steps if agwu else 1,
-        lease=2 * push_every)
+        update=cfg.update, gamma=cfg.gamma, local_steps=max(1, cfg.agwu_local_steps),
+        lease=2 * cfg.gradients_per_push)
     allocator = actors.remote_allocator(n_samples=len(train_data), workers=cfg.workers,
                                         batch_size=cfg.batch_size, mode=cfg.allocation,
                                         seed=cfg.seed)
@@ -96,13 +98,21 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
         for i in range(cfg.workers)
     ]
     evaluator = actors.remote_evaluator(model_factory=factory, data=val_data)
+    try:
+        return _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress)
+    finally:  # also on errors, so that a caller's own Ray instance is left clean
+        for handle in [server, allocator, evaluator, *workers]:
+            ray.kill(handle)
+
+
+def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
     _get([w.ready.remote() for w in workers] + [evaluator.ready.remote()], cfg.timeout_s,
          "starting the actors")
 
     # --- training: workers run until the budget is spent; the driver evaluates snapshots
     start = time.time()
-    runs = [w.run.remote(server, allocator, cfg.bound, cfg.timeout_s,
-                         cfg.local_steps if agwu else 0, push_every, i in cfg.hogged_workers)
+    runs = [w.run.remote(server, allocator, cfg.bound, cfg.timeout_s, cfg.agwu_local_steps,
+                         cfg.gradients_per_push, i in cfg.hogged_workers)
             for i, w in enumerate(workers)]
     allocations_seen = 0
     pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot
@@ -131,7 +141,9 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
 
     remaining = list(runs)
     while remaining:
-        _, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=POLL_S)
+        done, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=POLL_S)
+        for ref in done:  # a worker that failed (diverged, crashed) stops the run now
+            _get(ref, cfg.timeout_s, "collecting a worker's report")
         status = _get(server.status.remote(), cfg.timeout_s, "asking the server for status")
         for snap in _get(server.take_snapshots.remote(), cfg.timeout_s, "taking snapshots"):
             pending_evals[evaluator.evaluate.remote(snap.weights)] = snap
@@ -194,8 +206,6 @@ def _run(cfg, factory, model, train_data, val_data, cluster, log, progress):
         ],
         "config": cfg.to_dict(),
     }
-    for handle in [server, allocator, evaluator, *workers]:
-        ray.kill(handle)
     return summary, weights, reports
 
 

@@ -15,3 +15,7 @@ class DataError(HetsyncError):
 
 class ClusterError(HetsyncError):
     """Ray could not be reached, or an actor died or stalled past its timeout."""
+
+
+class DivergedError(HetsyncError):
+    """The training loss stopped being a finite number."""

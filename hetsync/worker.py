@@ -25,6 +25,7 @@ from torch import nn
 
 from hetsync.consistency import StalenessGate
 from hetsync.data import ArrayData
+from hetsync.errors import DivergedError
 from hetsync.heterogeneity import StepPacer
 from hetsync.models import build_model
 from hetsync.partitioning import Chunk
@@ -137,6 +138,9 @@ class Worker:
         self.flat.zero_grad()
         out = self.model(x)
         loss = F.cross_entropy(out, y)
+        if not torch.isfinite(loss):
+            raise DivergedError(f"the training loss became {loss.item()} on worker {self.id} at "
+                                f"its iteration {self.iteration}; lower --lr")
         loss.backward()
         correct = int((out.detach().argmax(1) == y).sum()) if accuracy else float("nan")
         if self.pacer is not None:

@@ -41,6 +41,13 @@ def test_impossible_settings_get_one_line_errors(args, message, capsys):
     assert len(err) == 1 and err[0].startswith("hetsync: error: ") and message in err[0]
 
 
+def test_an_output_folder_with_another_run_is_refused(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["train", "--quiet", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
+    assert "holds another run; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "summary.json").read_text() == "{}"  # saved work untouched
+
+
 def test_error_exit_without_traceback_in_a_real_process(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))

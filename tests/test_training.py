@@ -62,6 +62,12 @@ def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path):
     assert shares[-1]["batches"]["0"] > shares[-1]["batches"]["2"]
 
 
+def test_a_diverging_run_stops_with_a_clear_error(ray_local):
+    with pytest.raises(hetsync.HetsyncError, match="training loss became .*lower --lr"):
+        hetsync.train(sync="asp", workers=2, lr=1e6, momentum=0.0,
+                      **{k: v for k, v in SMALL.items() if k != "lr"})
+
+
 class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
