@@ -61,11 +61,19 @@ def _train_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
+def _plot_parser(sub) -> None:
+    p = sub.add_parser("plot", help="charts of finished runs: accuracy over time, worker "
+                                    "timelines, staleness histograms")
+    p.add_argument("runs", nargs="+", help="run folders written by `hetsync train --out`")
+    p.add_argument("--out", default="plots", help="folder for the PNG files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hetsync", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _plot_parser(sub)
     return parser
 
 
@@ -86,10 +94,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hetsync.plots import plot_runs
+
+    for path in plot_runs([Path(r) for r in args.runs], Path(args.out)):
+        print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train}[args.command](args)
+        return {"train": _train, "plot": _plot}[args.command](args)
     except HetsyncError as e:
         if args.debug:
             raise

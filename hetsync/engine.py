@@ -75,6 +75,10 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
     vector_to_params(weights, model)
     if out is not None:
         write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(out / "timeline.json", {
+            str(r.worker): [(kind, round(t0 - summary["start_time"], 4),
+                             round(t1 - summary["start_time"], 4)) for kind, t0, t1 in r.timeline]
+            for r in reports})
         save_atomic(model.state_dict(), out / "model.pt")
     return TrainResult(summary, model, log.records, reports)
 
@@ -204,6 +208,7 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
              "total_s": r.total_s}
             for r in reports
         ],
+        "start_time": start,
         "config": cfg.to_dict(),
     }
     return summary, weights, reports

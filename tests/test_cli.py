@@ -56,3 +56,9 @@ def test_error_exit_without_traceback_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "magic number 2049, expected 2051" in proc.stderr
+
+
+def test_plot_of_a_folder_that_is_no_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a finished hetsync run: summary.json is missing" in err[0]

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 import hetsync
 from hetsync.checkpoint import load_weights
 from hetsync.models import LeNet5
+from hetsync.plots import plot_runs
 
 from .test_cli import SUMMARY_KEYS
 
@@ -41,6 +42,14 @@ def test_each_sync_mode_trains_end_to_end(ray_local, tmp_path, sync, workers):
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["iterations"] for r in evals] == [60, 120, 180, 240, 300]
     assert {"wall_time_s", "updates", "samples", "val_loss", "val_accuracy"} <= set(evals[0])
+    timeline = json.loads((tmp_path / "timeline.json").read_text())
+    assert sorted(timeline) == [str(w) for w in range(workers)]
+    assert {kind for events in timeline.values() for kind, _, _ in events} >= {"compute", "comm"}
+    if sync == "ssp":  # the charts of a real run
+        plots = plot_runs([tmp_path], tmp_path / "plots")
+        assert {p.name for p in plots} == {"accuracy.png", f"timeline-{tmp_path.name}.png",
+                                           f"staleness-{tmp_path.name}.png"}
+        assert all(p.stat().st_size > 10_000 for p in plots)
     state = load_weights(tmp_path / "model.pt")
     model = LeNet5()
     model.load_state_dict(state)
