@@ -79,3 +79,23 @@ def test_cpu_hog_runs_pinned_beside_the_worker_and_stops():
         assert hog.proc.poll() is not None
     finally:
         os.sched_setaffinity(0, before)
+
+
+def test_ideal_throughput_follows_speeds_and_time_windows():
+    from hetsync.heterogeneity import EmulatedCluster
+
+    cluster = EmulatedCluster((1.0, 2.0), 0.001, parse_interference("1@10s-20s:4"))
+    assert cluster.ideal_samples_per_s() == pytest.approx(1000 + 500)
+    assert cluster.ideal_samples_per_s(15.0) == pytest.approx(1000 + 125)
+    # a 30 s run spends a third of its time in the window
+    assert cluster.mean_ideal_samples_per_s(30.0) == pytest.approx((2 * 1500 + 1125) / 3,
+                                                                   rel=1e-3)
+    assert EmulatedCluster(None, None, ()).pacer(0) is None
+
+
+def test_loopback_addresses_are_recognised():
+    from hetsync.runtime import _is_loopback
+
+    assert _is_loopback("127.0.0.1:6379") and _is_loopback("localhost:1")
+    assert _is_loopback("[::1]:6379")
+    assert not _is_loopback("10.1.2.3:6379")
