@@ -83,13 +83,6 @@ class ClockTable:
         self.live.add(worker)
         return clock
 
-    def state_dict(self) -> dict:
-        return {"clocks": dict(self.clocks), "live": sorted(self.live)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.clocks = {int(k): int(v) for k, v in state["clocks"].items()}
-        self.live = {int(w) for w in state["live"]}
-
 
 class ConsistencyController:
     """Clock table plus gate: the whole consistency model, driven by the server."""

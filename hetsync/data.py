@@ -50,10 +50,6 @@ class ArrayData:
     def __len__(self) -> int:
         return len(self.y)
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.y.max()) + 1 if len(self.y) else 0
-
     def subset(self, idx: np.ndarray) -> ArrayData:
         return ArrayData(self.x[idx], self.y[idx])
 

@@ -39,9 +39,6 @@ class MetricsLog:
             self._file.flush()
         return record
 
-    def evaluations(self) -> list[dict]:
-        return [r for r in self.records if r["kind"] == "eval"]
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

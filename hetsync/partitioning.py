@@ -113,7 +113,3 @@ class Allocator:
             live = sorted(self.live)
             known = [self.rates.get(w, 1.0) for w in live]
             self.batches.update(zip(live, proportional_batches(self.global_batch, known), strict=True))
-
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "batches": {str(w): b for w, b in self.batches.items()},
-                "rates": {str(w): round(r, 1) for w, r in self.rates.items()}}

@@ -89,7 +89,7 @@ class ParameterServer:
                  local_steps: int = 1):
         self.w = torch.nn.Parameter(torch.from_numpy(np.array(weights, dtype=np.float32)))
         self.rule = (SgdRule(self.w, lr, momentum, batch_size) if update == "sgd"
-                     else AgwuRule(self.w, gamma, workers))
+                     else AgwuRule(self.w, gamma))
         self.local_steps = local_steps  # gradients per push: tickets move in these units
         self.controller = ConsistencyController(workers, bound)
         self.barrier = barrier

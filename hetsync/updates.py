@@ -39,15 +39,11 @@ class SgdRule:
         self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
         self.opt.step()
 
-    def state_dict(self) -> dict:
-        return self.opt.state_dict()
-
 
 class AgwuRule:
-    def __init__(self, w: torch.nn.Parameter, gamma: float, workers: int):
+    def __init__(self, w: torch.nn.Parameter, gamma: float):
         self.w = w
         self.gamma = gamma
-        self.workers = workers
         self.accuracy: dict[int, float] = {}
 
     def weight_of(self, worker: int, live: set[int]) -> float:
@@ -75,6 +71,3 @@ class AgwuRule:
         replicas = torch.stack([torch.tensor(p) for _, p, _, _ in contributions])
         with torch.no_grad():
             self.w.copy_((replicas * (coefs / coefs.sum())[:, None]).sum(0))
-
-    def state_dict(self) -> dict:
-        return {"accuracy": dict(self.accuracy)}

@@ -46,7 +46,7 @@ def test_pacer_stretches_steps_by_speed_and_slowdown():
 
 def test_agwu_attenuates_stale_contributions_as_the_formula_says():
     w = torch.nn.Parameter(torch.zeros(3))
-    rule = AgwuRule(w, gamma=0.5, workers=2)
+    rule = AgwuRule(w, gamma=0.5)
     replica = np.ones(3, np.float32)
     coef = rule.apply(replica, 64, lag=0, worker=0, accuracy=None, live={0, 1})
     assert coef == pytest.approx(0.5)  # b_j = 1/N until both have reported an accuracy
@@ -60,7 +60,7 @@ def test_agwu_attenuates_stale_contributions_as_the_formula_says():
 
 def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
     w = torch.nn.Parameter(torch.zeros(2))
-    rule = AgwuRule(w, gamma=0.9, workers=2)
+    rule = AgwuRule(w, gamma=0.9)
     rule.apply_round([(0, np.array([1.0, 1.0], np.float32), 64, 0.75),
                       (1, np.array([3.0, 3.0], np.float32), 64, 0.25)])
     np.testing.assert_allclose(w.detach().numpy(), [1.5, 1.5])
