@@ -116,6 +116,9 @@ class AllocatorActor:
     def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
         self.allocator.give_back(worker, indices, epoch)
 
+    def lose(self, worker: int) -> None:
+        self.allocator.lose(worker)
+
     def changes(self, since: int) -> list[dict]:
         return self.allocator.changes[since:]
 

@@ -58,6 +58,8 @@ def _train_parser(sub) -> None:
                    help="AGWU: local steps between pushes")
     p.add_argument("--gamma", type=float, default=d.gamma,
                    help="AGWU: attenuation of a stale push, gamma**lag")
+    p.add_argument("--kill-worker", default=d.kill_worker,
+                   help="fault injection: kill worker W's process at its iteration I, W@I")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 

@@ -144,10 +144,29 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
                 time_to_target = t
 
     remaining = list(runs)
+    reports, lost = [], []
+    kills = dict(cfg.worker_kills)  # worker -> its iteration at which to kill it
+    status = _get(server.status.remote(), cfg.timeout_s, "asking the server for status")
     while remaining:
+        for w, at in list(kills.items()):  # fault injection: a real kill of the process
+            if status["clocks"][w] >= at:
+                ray.kill(workers[w], no_restart=True)
+                del kills[w]
         done, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=POLL_S)
-        for ref in done:  # a worker that failed (diverged, crashed) stops the run now
-            _get(ref, cfg.timeout_s, "collecting a worker's report")
+        for ref in done:
+            try:
+                reports.append(_get(ref, cfg.timeout_s, "collecting a worker's report"))
+            except ClusterError as e:
+                if not isinstance(e.__cause__, ray.exceptions.RayActorError):
+                    raise  # a worker that failed (diverged, broke) stops the run now
+                # The process died: the survivors go on without it (docs/consistency.md).
+                w = runs.index(ref)
+                _get(server.leave.remote(w), cfg.timeout_s, "removing a lost worker")
+                _get(allocator.lose.remote(w), cfg.timeout_s, "removing a lost worker")
+                lost.append(w)
+                log.write("membership", event="worker_lost", worker=w,
+                          wall_time_s=round(time.time() - start, 3),
+                          iterations=status["iterations"], clock=status["clocks"][w])
         status = _get(server.status.remote(), cfg.timeout_s, "asking the server for status")
         for snap in _get(server.take_snapshots.remote(), cfg.timeout_s, "taking snapshots"):
             pending_evals[evaluator.evaluate.remote(snap.weights)] = snap
@@ -160,7 +179,7 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
         allocations_seen += len(changes)
         progress.update(time.time() - start, status["iterations"], status["samples"], last_acc,
                         status["loss"], status["max_staleness_observed"])
-    reports = [_get(r, cfg.timeout_s, "collecting worker reports") for r in runs]
+    reports.sort(key=lambda r: r.worker)
     wall = time.time() - start
 
     # --- final evaluation of the final weights, after the clock has stopped
@@ -208,6 +227,7 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
              "total_s": r.total_s}
             for r in reports
         ],
+        "workers_lost": lost,
         "start_time": start,
         "config": cfg.to_dict(),
     }

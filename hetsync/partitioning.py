@@ -61,10 +61,14 @@ class Allocator:
         self.pool = self.rng.permutation(n_samples)
         self.pos = 0
         self.changes: list[dict] = []  # every rebalancing, for metrics.jsonl
+        # Per worker, what it was handed and has not reported consumed, oldest first: what
+        # goes back to the pool if the worker's process dies.
+        self.outstanding: dict[int, list[list]] = {w: [] for w in range(workers)}
 
     # ------------------------------------------------------------------ measurements
     def report(self, worker: int, samples: int, seconds: float) -> None:
         """A worker's compute time for `samples` samples since its last report."""
+        self._consumed(worker, samples)
         if samples <= 0 or seconds <= 0:
             return
         rate = samples / seconds
@@ -95,7 +99,26 @@ class Allocator:
             self._new_epoch()
         take = self.pool[self.pos:self.pos + batch * iterations]
         self.pos += len(take)
+        self.outstanding[worker].append([take, self.epoch])
         return Chunk(take, batch, self.epoch)
+
+    def _consumed(self, worker: int, samples: int) -> None:
+        queue = self.outstanding[worker]
+        while samples > 0 and queue:
+            used = min(samples, len(queue[0][0]))
+            queue[0][0] = queue[0][0][used:]
+            samples -= used
+            if not len(queue[0][0]):
+                queue.pop(0)
+
+    def lose(self, worker: int) -> None:
+        """A worker's process died: what it was handed and had not reported consumed goes
+        back to the pool. What it consumed after its last report (at most one chunk) is
+        handed out again, so those samples may be trained twice in this epoch; none is lost."""
+        queue, self.outstanding[worker] = self.outstanding[worker], []
+        for indices, epoch in reversed(queue):
+            self.give_back(worker, indices, epoch)
+        self.give_back(worker, np.empty(0, np.int64), self.epoch)
 
     def _new_epoch(self) -> None:
         self.epoch += 1
@@ -106,6 +129,7 @@ class Allocator:
         """Unconsumed indices of a worker that leaves go back to the front of the pool (those of
         an epoch already over are dropped: that epoch cannot be revisited)."""
         self.live.discard(worker)
+        self.outstanding[worker] = []
         if len(indices) and epoch == self.epoch:
             self.pool = np.concatenate([indices, self.pool[self.pos:]])
             self.pos = 0

@@ -68,3 +68,20 @@ def test_each_epoch_hands_out_every_sample_exactly_once(events, leaver):
         assert len(items) == len(set(items)), f"duplicate within epoch {epoch}"
         if epoch < a.epoch:
             assert sorted(items) == list(range(n)), f"epoch {epoch} lost samples"
+
+
+def test_a_lost_workers_unreported_samples_return_to_the_pool():
+    a = Allocator(200, workers=2, batch_size=10, mode="uniform", seed=0, probe_iterations=2,
+                  chunk_iterations=2)
+    first = a.next_chunk(1)  # 20 samples
+    a.report(1, samples=10, seconds=0.1)  # 10 of them consumed and reported
+    second = a.next_chunk(1)
+    a.lose(1)
+    handed = []
+    while a.epoch == 0:
+        chunk = a.next_chunk(0)
+        if chunk.epoch == 0:
+            handed.extend(chunk.indices.tolist())
+    expected = set(range(200)) - set(first.indices[:10].tolist())
+    assert set(handed) == expected and len(handed) == len(expected)
+    assert 1 not in a.live and len(second.indices) == 20
