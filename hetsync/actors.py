@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from hetsync.errors import ClusterError
+from hetsync.errors import ClusterError, HetsyncError
 from hetsync.heterogeneity import CpuHog
 from hetsync.partitioning import Allocator, Chunk
 from hetsync.server import Contribution, ParameterServer, Reply, Snapshot
@@ -20,11 +20,19 @@ from hetsync.validation import Evaluator
 from hetsync.worker import Worker, WorkerReport, run_worker
 
 
-def bounded_get(ref, timeout_s: float, who: str):
+def bounded_get(refs, timeout_s: float, doing: str):
+    """ray.get with a bound, turning Ray's errors into one-line hetsync errors (the driver and
+    the workers both wait through this)."""
     try:
-        return ray.get(ref, timeout=timeout_s)
+        return ray.get(refs, timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
-        raise ClusterError(f"{who} did not answer within {timeout_s:.0f} s") from None
+        raise ClusterError(f"timed out after {timeout_s:.0f} s while {doing}") from None
+    except ray.exceptions.RayError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, HetsyncError):
+            raise cause from e
+        text = str(cause if isinstance(cause, Exception) else e).strip().splitlines()
+        raise ClusterError(f"{doing} failed: {text[-1] if text else type(e).__name__}") from e
 
 
 class ServerActor:
@@ -90,7 +98,7 @@ class RayServerClient:
         self.timeout_s = timeout_s
 
     def get(self, ref) -> Reply:
-        return bounded_get(ref, self.timeout_s, "the parameter server")
+        return bounded_get(ref, self.timeout_s, "waiting for the parameter server")
 
     def join(self, worker: int) -> Reply:
         return self.get(self.handle.join.remote(worker))
@@ -135,7 +143,7 @@ class RayAllocatorClient:
         self.get(self.handle.give_back.remote(worker, indices, epoch))
 
     def get(self, ref) -> Chunk:
-        return bounded_get(ref, self.timeout_s, "the data allocator")
+        return bounded_get(ref, self.timeout_s, "waiting for the data allocator")
 
 
 class WorkerActor:
@@ -179,9 +187,3 @@ def remote_worker(threads: int, **kwargs: Any):
 
 def remote_evaluator(**kwargs: Any):
     return ray.remote(num_cpus=0)(EvaluatorActor).remote(**kwargs)
-
-
-def unwrap(error: Exception) -> Exception:
-    """The user-facing error inside a Ray error, if there is one."""
-    cause = getattr(error, "cause", None)
-    return cause if isinstance(cause, Exception) else error

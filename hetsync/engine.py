@@ -17,10 +17,11 @@ import ray
 from torch import nn
 
 from hetsync import actors
+from hetsync.actors import bounded_get as _get  # the one bounded wait, driver and workers
 from hetsync.checkpoint import save_atomic
 from hetsync.config import TrainConfig
 from hetsync.data import load_dataset
-from hetsync.errors import ClusterError, ConfigError, HetsyncError
+from hetsync.errors import ClusterError, ConfigError
 from hetsync.heterogeneity import emulated_cluster
 from hetsync.metrics import MetricsLog, Progress, write_json_atomic
 from hetsync.models import build_model, resolve_model
@@ -129,7 +130,7 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
         nonlocal best, last_acc, time_to_target
         if not pending_evals:
             return
-        done, _ = ray.wait(list(pending_evals), num_returns=len(pending_evals) if block else 1,
+        done, _ = ray.wait(list(pending_evals), num_returns=len(pending_evals),
                            timeout=cfg.timeout_s if block else 0)
         for ref in done:
             snap = pending_evals.pop(ref)
@@ -232,16 +233,3 @@ def _drive(cfg, server, allocator, workers, evaluator, cluster, log, progress):
         "config": cfg.to_dict(),
     }
     return summary, weights, reports
-
-
-def _get(refs, timeout_s: float, doing: str):
-    """ray.get with a bound, turning Ray's errors into one-line hetsync errors."""
-    try:
-        return ray.get(refs, timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        raise ClusterError(f"timed out after {timeout_s:.0f} s while {doing}") from None
-    except ray.exceptions.RayError as e:
-        cause = actors.unwrap(e)
-        if isinstance(cause, HetsyncError):
-            raise cause from e
-        raise ClusterError(f"{doing} failed: {str(cause).strip().splitlines()[-1]}") from e
