@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,11 @@ from hetsync.partitioning import Allocator, Chunk
 from hetsync.server import Contribution, ParameterServer, Reply, Snapshot
 from hetsync.validation import Evaluator
 from hetsync.worker import Worker, WorkerReport, run_worker
+
+
+def whereabouts() -> tuple[str, int]:
+    """(node id, process id) of the calling process, so the driver can kill it for real."""
+    return ray.get_runtime_context().get_node_id(), os.getpid()
 
 
 def bounded_get(refs, timeout_s: float, doing: str):
@@ -39,10 +45,15 @@ class ServerActor:
     """Async actor: one event loop serialises all updates; waiting workers park on a
     condition that every update and departure notifies."""
 
-    def __init__(self, timeout_s: float, **kwargs: Any):
+    def __init__(self, timeout_s: float, state: dict | None = None, **kwargs: Any):
         self.ps = ParameterServer(**kwargs)
+        if state is not None:
+            self.ps.load_state_dict(state)
         self.timeout_s = timeout_s
         self.changed = asyncio.Condition()
+
+    async def ready(self) -> tuple[str, int]:
+        return whereabouts()
 
     async def _wait_for(self, predicate, who) -> None:
         async with self.changed:
@@ -88,6 +99,9 @@ class ServerActor:
     async def weights(self) -> np.ndarray:
         return self.ps.weights()
 
+    async def state_dict(self) -> dict:
+        return self.ps.state_dict()
+
 
 class RayServerClient:
     """The worker loop's view of the server actor. (A push thread was measured and rejected:
@@ -114,8 +128,10 @@ class RayServerClient:
 
 
 class AllocatorActor:
-    def __init__(self, **kwargs: Any):
+    def __init__(self, state: dict | None = None, **kwargs: Any):
         self.allocator = Allocator(**kwargs)
+        if state is not None:
+            self.allocator.load_state_dict(state)
 
     def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
         self.allocator.report(worker, samples, seconds)
@@ -126,6 +142,12 @@ class AllocatorActor:
 
     def lose(self, worker: int) -> None:
         self.allocator.lose(worker)
+
+    def join(self, worker: int) -> None:
+        self.allocator.join(worker)
+
+    def state_dict(self) -> dict:
+        return self.allocator.state_dict()
 
     def changes(self, since: int) -> list[dict]:
         return self.allocator.changes[since:]
@@ -150,8 +172,8 @@ class WorkerActor:
     def __init__(self, **kwargs: Any):
         self.worker = Worker(**kwargs)
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> tuple[str, int]:
+        return whereabouts()
 
     def run(self, server, allocator, bound: int | None, timeout_s: float, local_steps: int,
             push_every: int, cpu_hog: bool = False) -> WorkerReport:
@@ -181,8 +203,11 @@ def remote_allocator(**kwargs: Any):
     return ray.remote(num_cpus=0)(AllocatorActor).remote(**kwargs)
 
 
-def remote_worker(threads: int, **kwargs: Any):
-    return ray.remote(num_cpus=threads)(WorkerActor).remote(threads=threads, **kwargs)
+def remote_worker(threads: int, max_restarts: int = 0, **kwargs: Any):
+    """A worker whose process Ray restarts up to `max_restarts` times if it dies (its
+    constructor runs again; the driver then sends it back to work)."""
+    return ray.remote(num_cpus=threads, max_restarts=max_restarts)(WorkerActor).remote(
+        threads=threads, **kwargs)
 
 
 def remote_evaluator(**kwargs: Any):

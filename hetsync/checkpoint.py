@@ -1,15 +1,32 @@
-"""Saving and loading weights. Files are written atomically and read with
-`torch.load(..., weights_only=True)`, so a checkpoint can never execute code."""
+"""Saving and loading weights and run checkpoints. Files are written atomically (temporary
+file, fsync, rename) and read with `torch.load(..., weights_only=True)`, so a crash never
+leaves half a file and a checkpoint can never execute code.
+
+A run checkpoint holds what a resumed run needs to continue where the saved one was: the
+server's state (global weights, optimizer state, version, clocks, staleness counters), the
+allocator's (the epoch's remaining data, measured rates, its RNG state) and the driver's
+(elapsed time, best accuracy, how many metrics records belong to the saved state).
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hetsync.errors import HetsyncError
+from hetsync.errors import ConfigError, HetsyncError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = 1
+# The settings that define what is trained: a checkpoint continues only a run that had the
+# same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
+# lives) may change between the saved run and the resumed one.
+IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "batch_size",
+            "lr", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
+            "seed", "synthetic_samples")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -29,3 +46,55 @@ def load_weights(path: str | os.PathLike) -> dict:
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise HetsyncError(f"checkpoint {path} is corrupt or not a weights file: "
                            f"{str(e).splitlines()[0]}") from e
+
+
+def identity(cfg) -> dict[str, Any]:
+    d = cfg.to_dict()
+    return {k: d[k] for k in IDENTITY}
+
+
+@dataclass
+class Checkpoint:
+    identity: dict[str, Any]
+    num_params: int
+    server: dict  # ParameterServer.state_dict()
+    allocator: dict  # Allocator.state_dict()
+    elapsed_s: float  # training time up to the save, so wall times continue on resume
+    metrics_lines: int  # records of metrics.jsonl that describe the saved state
+    best_val_accuracy: float | None
+    time_to_target_s: float | None
+    format: int = FORMAT
+
+    @property
+    def iterations(self) -> int:
+        return self.server["applied"]
+
+    def save(self, out_dir: Path) -> None:
+        save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)
+
+
+def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
+    """The checkpoint in `out_dir`, refused with a one-line error when it is missing, corrupt,
+    or from a run with other settings or another model."""
+    path = out_dir / CHECKPOINT_FILE
+    if not path.exists():
+        raise ConfigError(f"--resume {out_dir}: there is no {CHECKPOINT_FILE} to resume from "
+                          "(checkpoints need --out and --checkpoint-every)")
+    raw = load_weights(path)
+    try:
+        ckpt = Checkpoint(**raw)
+        ckpt.iterations  # noqa: B018  (a checkpoint without server state is corrupt)
+    except (TypeError, KeyError):
+        raise ConfigError(f"{path} is not a hetsync checkpoint") from None
+    if ckpt.format != FORMAT:
+        raise ConfigError(f"{path} has format {ckpt.format}; this hetsync reads {FORMAT}")
+    ours = identity(cfg)
+    differ = [f"{k} {ckpt.identity.get(k)!r} there, {ours[k]!r} here" for k in IDENTITY
+              if ckpt.identity.get(k) != ours[k]]
+    if differ:
+        raise ConfigError(f"the checkpoint in {out_dir} is from a run with other settings: "
+                          + "; ".join(differ))
+    if ckpt.num_params != num_params:
+        raise ConfigError(f"the checkpoint in {out_dir} holds {ckpt.num_params} parameters; "
+                          f"this model has {num_params}")
+    return ckpt

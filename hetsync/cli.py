@@ -58,8 +58,16 @@ def _train_parser(sub) -> None:
                    help="AGWU: local steps between pushes")
     p.add_argument("--gamma", type=float, default=d.gamma,
                    help="AGWU: attenuation of a stale push, gamma**lag")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="write a checkpoint to --out every N iterations (0: never)")
+    p.add_argument("--resume", default=d.resume, metavar="DIR",
+                   help="continue the run saved in DIR from its last checkpoint (same settings)")
+    p.add_argument("--max-restarts", type=int, default=d.max_restarts,
+                   help="restart a worker whose process dies up to R times (0: go on without it)")
     p.add_argument("--kill-worker", default=d.kill_worker,
                    help="fault injection: kill worker W's process at its iteration I, W@I")
+    p.add_argument("--kill-server", default=d.kill_server,
+                   help="fault injection: kill the parameter server's process at iteration I, @I")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 

@@ -81,8 +81,16 @@ class TrainConfig:
     update: str = "sgd"
     local_steps: int = 8
     gamma: float = 0.9
-    # Fault injection: kill worker W's process once it reaches iteration I ("W@I,...").
+    # Fault tolerance (docs/reliability.md). Write a checkpoint to `out` every this many
+    # iterations (0: never); continue the run saved in this folder; restart a worker whose
+    # process dies up to this many times (0: the survivors go on without it).
+    checkpoint_every: int = 500
+    resume: str | None = None
+    max_restarts: int = 0
+    # Fault injection, real process kills: worker W once its clock reaches I ("W@I,..."); the
+    # parameter server once the run has done I iterations ("@I").
     kill_worker: str = ""
+    kill_server: str = ""
     # Print a progress line while training.
     progress: bool = True
     # Fields set by the front door, not by users: the synthetic dataset's size.
@@ -138,7 +146,22 @@ class TrainConfig:
                               f"{self.kill_worker!r})") from None
         need(all(0 <= w < self.workers for w, _ in kills),
              f"--kill-worker names a worker outside 0..{self.workers - 1}")
-        need(len(kills) < self.workers, "--kill-worker would kill every worker")
+        need(len(kills) < self.workers or self.max_restarts > 0,
+             "--kill-worker would kill every worker (and --max-restarts is 0)")
+        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
+             f"--checkpoint-every must be >= 0 (got {self.checkpoint_every})")
+        need(isinstance(self.max_restarts, int) and self.max_restarts >= 0,
+             f"--max-restarts must be >= 0 (got {self.max_restarts})")
+        if self.resume is not None:
+            need(self.out in (None, self.resume),
+                 f"--resume {self.resume} continues that folder; drop --out {self.out}")
+            need(not self.overwrite, "--resume and --overwrite exclude each other")
+            object.__setattr__(self, "out", self.resume)
+        need(self.kill_server == "" or self.server_kill is not None,
+             f"--kill-server must be @ITERATION (got {self.kill_server!r})")
+        need(self.server_kill is None or (self.out and self.checkpoint_every > 0),
+             "--kill-server needs --out and --checkpoint-every: a lost server restarts from "
+             "the last checkpoint")
         need(self.allocation in ALLOCATIONS,
              f"--allocation must be one of {', '.join(ALLOCATIONS)} (got {self.allocation!r})")
         need(self.update in UPDATES,
@@ -193,6 +216,11 @@ class TrainConfig:
     def worker_kills(self) -> list[tuple[int, int]]:
         return [(int(w), int(i)) for w, i in
                 (part.split("@") for part in self.kill_worker.split(",") if part.strip())]
+
+    @property
+    def server_kill(self) -> int | None:
+        at = self.kill_server.strip()
+        return int(at[1:]) if at.startswith("@") and at[1:].isdigit() else None
 
     @property
     def hogged_workers(self) -> set[int]:

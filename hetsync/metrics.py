@@ -5,6 +5,7 @@ Only the driver writes files; workers and the server return what they measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -25,10 +26,24 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 class MetricsLog:
-    """Appends one JSON record per line to metrics.jsonl and keeps them in memory."""
+    """Appends one JSON record per line to metrics.jsonl and keeps them in memory.
 
-    def __init__(self, path: Path | None):
+    A resumed run keeps the first `keep` records (those a checkpoint covers) and continues the
+    same file; the records after them describe work that was lost, and are returned in
+    `dropped`."""
+
+    def __init__(self, path: Path | None, keep: int | None = None):
         self.records: list[dict] = []
+        self.dropped: list[dict] = []
+        if path is not None and keep is not None:
+            lines = path.read_text().splitlines() if path.exists() else []
+            self.records = [json.loads(line) for line in lines[:keep]]
+            for line in lines[keep:]:
+                with contextlib.suppress(json.JSONDecodeError):  # a line cut by the crash
+                    self.dropped.append(json.loads(line))
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in lines[:keep]))
+            os.replace(tmp, path)
         self._file = open(path, "a") if path is not None else None
 
     def write(self, kind: str, **fields: Any) -> dict:

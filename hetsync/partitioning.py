@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 ALLOCATIONS = ("uniform", "idpa")
 
@@ -133,7 +134,42 @@ class Allocator:
         if len(indices) and epoch == self.epoch:
             self.pool = np.concatenate([indices, self.pool[self.pos:]])
             self.pos = 0
-        if self.mode == "idpa" and self.live:
-            live = sorted(self.live)
-            known = [self.rates.get(w, 1.0) for w in live]
-            self.batches.update(zip(live, proportional_batches(self.global_batch, known), strict=True))
+        self._reshare()
+
+    def join(self, worker: int) -> None:
+        """A restarted worker comes back; it keeps its last measured rate, if any."""
+        self.live.add(worker)
+        self._reshare()
+
+    def _reshare(self) -> None:
+        """Split the global batch over the live workers: by measured rate where every one of
+        them has been measured, else equally (until the probe has measured them)."""
+        if self.mode != "idpa" or not self.live:
+            return
+        live = sorted(self.live)
+        rates = ([self.rates[w] for w in live] if all(w in self.rates for w in live)
+                 else [1.0] * len(live))
+        self.batches.update(zip(live, proportional_batches(self.global_batch, rates),
+                                strict=True))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """The allocation as tensors and plain values. What the workers were handed and had
+        not reported consumed goes back in front of the pool, as if they had all left: the
+        resumed run hands it out again, so no sample of the epoch is lost."""
+        pending = [idx for queue in self.outstanding.values() for idx, epoch in queue
+                   if epoch == self.epoch]
+        pool = np.concatenate([*pending, self.pool[self.pos:]]).astype(np.int64)
+        return {"rng": self.rng.bit_generator.state, "epoch": self.epoch,
+                "pool": torch.from_numpy(pool), "rates": dict(self.rates),
+                "batches": dict(self.batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch = state["epoch"]
+        self.pool, self.pos = state["pool"].numpy().copy(), 0
+        self.rates = {int(w): float(r) for w, r in state["rates"].items()}
+        self.batches = {int(w): int(b) for w, b in state["batches"].items()}
+        self.live = set(range(self.workers))
+        self.outstanding = {w: [] for w in range(self.workers)}
+        self._reshare()

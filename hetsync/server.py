@@ -164,6 +164,47 @@ class ParameterServer:
             self._next_snapshot += self.eval_every * (
                 (self.applied - self._next_snapshot) // self.eval_every + 1)
 
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """What a restarted server needs, as tensors and plain values (so that it loads with
+        `weights_only=True`). An open BSP round and unused tickets are not saved: the workers
+        that held them start again from these weights."""
+        return {
+            "weights": self.w.detach().clone(),
+            "rule": self.rule.state_dict(),
+            "version": self.version,
+            "applied": self.applied,
+            "samples": self.samples,
+            "loss_ema": self.loss_ema,
+            "clocks": dict(self.controller.table.clocks),
+            "live": sorted(self.controller.table.live),
+            "stats": {"max_gap": self.stats.max_gap, "max_lag": self.stats.max_lag,
+                      "gap_hist": dict(self.stats.gap_hist),
+                      "lag_hist": dict(self.stats.lag_hist)},
+            "next_snapshot": self._next_snapshot,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a checkpoint. Every worker is live again; one that was gone when it
+        was saved comes back at the slowest saved clock, as a rejoining worker would."""
+        with torch.no_grad():
+            self.w.copy_(state["weights"])
+        self.rule.load_state_dict(state["rule"])
+        self.version, self.applied = state["version"], state["applied"]
+        self.samples, self.loss_ema = state["samples"], state["loss_ema"]
+        self.budget.granted = self.applied  # tickets handed out but unused come back
+        clocks = {int(w): c for w, c in state["clocks"].items()}
+        live = [int(w) for w in state["live"]] or list(clocks)
+        floor = min(clocks[w] for w in live)
+        table = self.controller.table
+        for w in table.clocks:
+            table.clocks[w] = clocks[w] if w in live else floor
+        table.live = set(table.clocks)
+        st = state["stats"]
+        self.stats = StalenessStats(st["max_gap"], st["max_lag"], Counter(st["gap_hist"]),
+                                    Counter(st["lag_hist"]))
+        self._next_snapshot = state["next_snapshot"]
+
     # ------------------------------------------------------------------ replies and reports
     def reply(self, worker: int, want: int = 1) -> Reply:
         return self._reply(worker, want * self.local_steps, self.controller.table.clocks[worker])

@@ -34,6 +34,12 @@ class SgdRule:
         sizes = torch.tensor([float(s) for _, _, s, _ in contributions])
         self._step((grads * (sizes / sizes.sum())[:, None]).sum(0), int(sizes.sum()))
 
+    def state_dict(self) -> dict:
+        return self.opt.state_dict()  # the momentum buffer: tensors and numbers only
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state)
+
     def _step(self, grad: torch.Tensor, samples: int) -> None:
         self.opt.param_groups[0]["lr"] = self.lr * samples / self.batch_size
         self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
@@ -52,6 +58,12 @@ class AgwuRule:
                 self.accuracy[w] for w in live) > 0:
             return self.accuracy[worker] / sum(self.accuracy[w] for w in live)
         return 1.0 / max(1, len(live))
+
+    def state_dict(self) -> dict:
+        return {"accuracy": dict(self.accuracy)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accuracy = {int(w): float(a) for w, a in state["accuracy"].items()}
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> float:

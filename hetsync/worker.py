@@ -61,6 +61,18 @@ class WorkerReport:
     # (kind, start, end) in seconds since the epoch: kind is compute, comm or wait.
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
 
+    @staticmethod
+    def merge(reports: list[WorkerReport]) -> list[WorkerReport]:
+        """One report per worker from the reports of its runs (a restarted worker, or every
+        worker after a server restart, runs more than once)."""
+        merged: dict[int, WorkerReport] = {}
+        for r in reports:
+            m = merged.setdefault(r.worker, WorkerReport(r.worker))
+            for name in ("iterations", "samples", "compute_s", "comm_s", "wait_s", "total_s"):
+                setattr(m, name, getattr(m, name) + getattr(r, name))
+            m.timeline += r.timeline
+        return [merged[w] for w in sorted(merged)]
+
 
 class ChunkFeed:
     """The samples allocated to one worker, refilled from the allocator one chunk ahead. Each
@@ -113,6 +125,7 @@ class Worker:
                  pacer: StepPacer | None = None):
         torch.set_num_threads(threads)
         self.id = worker_id
+        self.seed = seed
         self.model = build_model(model_factory, seed)
         self.flat = FlatModel(self.model)
         self.data = data
@@ -183,9 +196,13 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
         report.timeline.append((kind, t0, t1))
         return t1 - t0
 
+    worker.version = -1  # a server restarted from a checkpoint may be at an older version
     hello = server.join(worker.id)
     worker.load(hello.weights, hello.version)
     clock, known_min, tickets = hello.clock, hello.min_clock, hello.granted
+    # Random draws of the model (dropout) follow from (seed, worker, clock), so a run resumed
+    # from a checkpoint draws as a fresh one at that clock would, with no per-worker state.
+    torch.manual_seed(hash((worker.seed, worker.id, clock)) % 2**63)
     pending = None
     stash: list[Contribution] = []
 

@@ -31,6 +31,14 @@ SUMMARY_KEYS = {"sync", "staleness", "workers", "iterations", "updates", "sample
     (["--workers", "2", "--kill-worker", "x@3"], "--kill-worker must be W@ITERATION"),
     (["--workers", "2", "--kill-worker", "5@3"], "--kill-worker names a worker outside 0..1"),
     (["--workers", "1", "--kill-worker", "0@3"], "--kill-worker would kill every worker"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
+    (["--max-restarts", "-2"], "--max-restarts must be >= 0"),
+    (["--kill-server", "7"], "--kill-server must be @ITERATION"),
+    (["--kill-server", "@7"], "--kill-server needs --out and --checkpoint-every"),
+    (["--resume", "/tmp/x", "--overwrite"], "--resume and --overwrite exclude each other"),
+    (["--resume", "/tmp/x", "--out", "/tmp/y"], "--resume /tmp/x continues that folder"),
+    (["--dataset", "synthetic", "--resume", "/nonexistent/run"],
+     "there is no checkpoint.pt to resume from"),
     (["--dataset", "synthetic", "--address", "127.0.0.1:1"],
      "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
@@ -47,7 +55,7 @@ def test_impossible_settings_get_one_line_errors(args, message, capsys):
 def test_an_output_folder_with_another_run_is_refused(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{}")
     assert main(["train", "--quiet", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
-    assert "holds another run; pass --overwrite" in capsys.readouterr().err
+    assert "holds another run; pass --resume" in capsys.readouterr().err
     assert (tmp_path / "summary.json").read_text() == "{}"  # saved work untouched
 
 

@@ -77,6 +77,15 @@ def test_missing_data_dir_and_files(tmp_path):
         data.load_mnist_10k(str(tmp_path))
     with pytest.raises(DataError, match="needs --data-dir"):
         data.load_mnist_10k(None)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="is not a directory"):
+        data.load_mnist_10k(str(tmp_path / "a-file"))
+
+
+def test_unreadable_data_file(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").mkdir()  # exists, but cannot be read as a file
+    with pytest.raises(DataError, match="cannot read .*t10k-images-idx3-ubyte"):
+        data.read_idx(tmp_path / "t10k-images-idx3-ubyte", 2051)
 
 
 def test_checksum_mismatch_is_refused(tmp_path):
