@@ -78,12 +78,24 @@ def _plot_parser(sub) -> None:
     p.add_argument("--out", default="plots", help="folder for the PNG files")
 
 
+def _bench_parser(sub) -> None:
+    from hetsync.bench import SUITES
+
+    p = sub.add_parser("bench", help="measured comparisons: results.csv, PNG charts, report.md")
+    p.add_argument("suite", choices=SUITES)
+    p.add_argument("--out", required=True, help="folder for the results")
+    p.add_argument("--data-dir", default="../shared/datasets/mnist",
+                   help="folder with the MNIST IDX files (mnist-10k)")
+    p.add_argument("--quick", action="store_true", help="smaller budgets: within 10 minutes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hetsync", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _plot_parser(sub)
+    _bench_parser(sub)
     return parser
 
 
@@ -114,10 +126,20 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hetsync.bench import run_suite
+
+    for path in run_suite(args.suite, Path(args.out), args.data_dir, args.quick):
+        print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "plot": _plot}[args.command](args)
+        return {"train": _train, "plot": _plot, "bench": _bench}[args.command](args)
     except HetsyncError as e:
         if args.debug:
             raise

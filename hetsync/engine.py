@@ -310,6 +310,8 @@ class Driver:
                 self._kill(self.workers[w], self.where[w])
         if self.server_kill is not None and self.status["iterations"] >= self.server_kill:
             self.server_kill = None
+            # Fresh figures just before the kill, so that the lost iterations are counted
+            self.status = self._ask(self.server.status.remote(), "asking the server for status")
             self._kill(self.server, self.where["server"])
 
     def _run_ended(self, ref) -> None:
@@ -366,7 +368,7 @@ class Driver:
         """Start a server and an allocator from the last checkpoint and send the workers back
         to work; the iterations since that checkpoint are lost and counted."""
         cfg, ckpt = self.cfg, self.checkpoint
-        at = self.status["iterations"]
+        at = max(self.status["iterations"], ckpt.iterations if ckpt else 0)  # at least
         self.log.write("membership", event="server_lost", wall_time_s=self._now(), iterations=at)
         if ckpt is None:
             raise ClusterError(f"the parameter server died at iteration {at} and there is no "
@@ -447,6 +449,7 @@ class Driver:
                 for r in self.reports
             ],
             "workers_lost": self.lost,
+            "worker_nodes": len({self.where[w][0] for w in range(cfg.workers)}),
             "worker_restarts": self.worker_restarts,
             "server_restarts": self.server_restarts,
             "resumed_from_iterations": self.resumed_from,
