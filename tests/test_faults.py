@@ -24,19 +24,13 @@ def _records(out):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-MNIST_1K = dict(dataset="mnist-10k", iterations=1000, eval_every=250, progress=False)
-
-
 @pytest.mark.parametrize("sync", ["ssp", "bsp", "asp"])
 def test_killing_a_worker_process_mid_run_leaves_the_survivors_to_finish(ray_local, tmp_path,
-                                                                        sync, request):
-    # SSP and BSP on real digits (about 0.96 after 1000 iterations). ASP on the synthetic set:
-    # on mnist-10k its final accuracy without any fault ranged from 0.31 to 0.94 over three
-    # seeds (unbounded staleness), which would measure ASP's instability, not the fault.
-    if sync == "asp":
-        settings = dict(SMALL)
-    else:
-        settings = dict(MNIST_1K, data_dir=request.getfixturevalue("mnist_dir"))
+                                                                        sync):
+    # Synthetic data: on mnist-10k at 1000 iterations the run-to-run spread without any fault
+    # already exceeds 0.01 (ASP: 0.31-0.94 over three seeds; SSP once in CI), which would
+    # measure that noise, not the fault.
+    settings = dict(SMALL)
     settings.update(sync=sync, staleness=2, workers=4)
     clean = hetsync.train(**settings).summary
     s = hetsync.train(kill_worker="1@60", out=str(tmp_path), **settings).summary
