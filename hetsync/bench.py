@@ -39,6 +39,7 @@ from hetsync.baselines import ddp_train, ray_ps_train  # noqa: E402
 from hetsync.config import TrainConfig  # noqa: E402
 from hetsync.data import load_dataset  # noqa: E402
 from hetsync.engine import train  # noqa: E402
+from hetsync.errors import ConfigError  # noqa: E402
 from hetsync.models import build_model, resolve_model  # noqa: E402
 from hetsync.runtime import _set_cluster_mode, ray_session  # noqa: E402
 from hetsync.server import ParameterServer  # noqa: E402
@@ -96,10 +97,11 @@ class Bench:
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(f"[{time.time() - self.started:6.0f}s] {shown}", flush=True)
 
-    def hetsync(self, part: str, case: str, seed: int, **kw: Any) -> dict:
-        extra = {k: kw.pop(k) for k in ("x",) if k in kw}
+    def hetsync(self, part: str, case: str, seed: int, x: float | None = None,
+                **kw: Any) -> dict:
+        """One hetsync run; `x` is the case's value on a chart's x axis, if it has one."""
         s = train(self.config(seed=seed, **kw)).summary
-        self.record(part, case, seed, s, **extra)
+        self.record(part, case, seed, s, **({} if x is None else {"x": x}))
         return s
 
     def write_csv(self) -> Path:
@@ -389,8 +391,7 @@ def suite_overhead(b: Bench) -> list[Path]:
         for r in range(repeats):  # interleaved, so drifts in machine load hit both alike
             plain = plain_loop(cfg)
             s = train(cfg).summary
-            b.rows.append({"suite": "overhead", "part": "one-worker", "case": "plain loop",
-                           "seed": r, "throughput_samples_per_s": plain})
+            b.record("one-worker", "plain loop", r, {"throughput_samples_per_s": plain})
             b.record("one-worker", "hetsync, 1 worker", r, s,
                      ratio_to_plain=s["throughput_samples_per_s"] / plain)
         for model in ("lenet5", "resnet18"):
@@ -448,7 +449,12 @@ def _write(path: Path, text: str) -> Path:
 
 
 def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "report.md").exists() or (out / "results.csv").exists():
+        raise ConfigError(f"--out {out} holds earlier benchmark results; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --out {out}: {e.strerror or e}") from e
     bench = Bench(suite, out, data_dir, quick)
     print(f"hetsync bench {suite}: writing to {out}", file=sys.stderr, flush=True)
     made = {"paper": suite_paper, "peers": suite_peers, "overhead": suite_overhead}[suite](bench)

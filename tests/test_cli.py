@@ -73,3 +73,13 @@ def test_plot_of_a_folder_that_is_no_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a finished hetsync run: summary.json is missing" in err[0]
+
+
+def test_bench_refuses_to_overwrite_results_or_write_into_a_file(tmp_path, capsys):
+    (tmp_path / "report.md").write_text("earlier")
+    assert main(["bench", "overhead", "--out", str(tmp_path)]) == 2
+    assert "holds earlier benchmark results" in capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text() == "earlier"
+    assert main(["bench", "overhead", "--out", str(tmp_path / "report.md" / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create --out" in err[0]
