@@ -31,6 +31,11 @@ def test_killing_a_worker_process_mid_run_leaves_the_survivors_to_finish(ray_loc
     # already exceeds 0.01 (ASP: 0.31-0.94 over three seeds; SSP once in CI), which would
     # measure that noise, not the fault.
     settings = dict(SMALL)
+    if sync == "asp":
+        # ASP's unbounded staleness already acts as momentum: with the server's momentum 0.5
+        # on top, ASP on 2 busy cores sometimes collapsed (0.80 and 0.11 final accuracy in 9
+        # no-fault or fault runs here); with momentum 0 all 8 runs reached 1.0.
+        settings["momentum"] = 0.0
     settings.update(sync=sync, staleness=2, workers=4)
     clean = hetsync.train(**settings).summary
     s = hetsync.train(kill_worker="1@60", out=str(tmp_path), **settings).summary
