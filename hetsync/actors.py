@@ -176,11 +176,11 @@ class WorkerActor:
         return whereabouts()
 
     def run(self, server, allocator, bound: int | None, timeout_s: float, local_steps: int,
-            push_every: int, cpu_hog: bool = False) -> WorkerReport:
+            push_every: int, overlap: bool, cpu_hog: bool = False) -> WorkerReport:
         with CpuHog(self.worker.id) if cpu_hog else contextlib.nullcontext():
             return run_worker(self.worker, RayServerClient(server, timeout_s),
                               RayAllocatorClient(allocator, timeout_s), bound, local_steps,
-                              push_every)
+                              push_every, overlap)
 
 
 class EvaluatorActor:

@@ -25,6 +25,7 @@ from hetsync.data import ArrayData, load_dataset
 from hetsync.errors import ClusterError
 from hetsync.heterogeneity import StepPacer, emulated_cluster
 from hetsync.models import build_model, resolve_model
+from hetsync.updates import LrSchedule
 from hetsync.validation import Evaluator
 from hetsync.wire import FlatModel, params_to_vector
 
@@ -89,6 +90,7 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
             return default_hooks.allreduce_hook(group, bucket)
 
         ddp.register_comm_hook(None, paced_allreduce)
+    schedule = LrSchedule(cfg.lr, cfg.iterations, cfg.lr_schedule)
     opt = torch.optim.SGD(ddp.parameters(), lr=cfg.lr * n, momentum=cfg.momentum)
     sampler = ShardSampler(len(data), rank, n, cfg.batch_size, cfg.seed)
     steps, snaps = cfg.iterations // n, []
@@ -97,6 +99,7 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
     for step in range(steps):
         began[0], step_no[0] = time.time(), step
         idx = sampler.next()
+        opt.param_groups[0]["lr"] = schedule.at(step * n) * n  # one step on n batches
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(ddp(torch.from_numpy(data.x[idx])), torch.from_numpy(data.y[idx])
                         ).backward()
@@ -134,11 +137,15 @@ def ddp_train(cfg: TrainConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- plain Ray PS
 class PlainServer:
-    def __init__(self, weights: np.ndarray, lr: float, momentum: float):
+    def __init__(self, weights: np.ndarray, schedule: LrSchedule, momentum: float):
         self.w = torch.nn.Parameter(torch.from_numpy(weights.copy()))
-        self.opt = torch.optim.SGD([self.w], lr=lr, momentum=momentum)
+        self.schedule, self.done = schedule, 0
+        self.opt = torch.optim.SGD([self.w], lr=schedule.base, momentum=momentum)
 
     def apply_gradients(self, *grads: np.ndarray) -> np.ndarray:
+        # The averaged step on k batches takes k times the rate (linear scaling).
+        self.opt.param_groups[0]["lr"] = self.schedule.at(self.done) * len(grads)
+        self.done += len(grads)
         self.w.grad = torch.from_numpy(np.mean(grads, axis=0))
         self.opt.step()
         return self.w.detach().numpy().copy()
@@ -179,7 +186,8 @@ def ray_ps_train(cfg: TrainConfig, synchronous: bool) -> dict[str, Any]:
     n = cfg.workers
     data_ref = ray.put(train_data)
     ps = ray.remote(num_cpus=0)(PlainServer).remote(
-        params_to_vector(model), cfg.lr * (n if synchronous else 1), cfg.momentum)
+        params_to_vector(model), LrSchedule(cfg.lr, cfg.iterations, cfg.lr_schedule),
+        cfg.momentum)
     workers = [ray.remote(num_cpus=cfg.threads_per_worker)(PlainWorker).remote(
         cfg, r, data_ref, cluster.pacer(r)) for r in range(n)]
     try:

@@ -25,7 +25,7 @@ FORMAT = 1
 # same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
 # lives) may change between the saved run and the resumed one.
 IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "batch_size",
-            "lr", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
+            "lr", "lr_schedule", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
             "seed", "synthetic_samples")
 
 

@@ -25,6 +25,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per worker")
     p.add_argument("--lr", type=float, default=d.lr, help="server SGD learning rate")
     p.add_argument("--momentum", type=float, default=d.momentum, help="server SGD momentum")
+    p.add_argument("--lr-schedule", default=d.lr_schedule,
+                   help="cosine (decay to lr/10 over the budget) or constant")
     p.add_argument("--iterations", type=int, default=d.iterations,
                    help="global budget of mini-batch gradients, all workers together")
     p.add_argument("--eval-every", type=int, default=d.eval_every,

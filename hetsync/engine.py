@@ -159,7 +159,7 @@ class Driver:
         self.workers = [
             actors.remote_worker(threads=cfg.threads_per_worker, max_restarts=cfg.max_restarts,
                                  worker_id=i, model_factory=factory, data=self.data_ref,
-                                 seed=cfg.seed, lr=cfg.lr, momentum=cfg.momentum,
+                                 seed=cfg.seed, momentum=cfg.momentum,
                                  pacer=self.cluster.pacer(i))
             for i in range(cfg.workers)
         ]
@@ -184,6 +184,7 @@ class Driver:
             bound=cfg.bound, barrier=cfg.sync == "bsp", lr=cfg.lr, momentum=cfg.momentum,
             batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every,
             update=cfg.update, gamma=cfg.gamma, local_steps=max(1, cfg.agwu_local_steps),
+            lr_schedule=cfg.lr_schedule,
             lease=2 * cfg.gradients_per_push, state=ckpt.server if ckpt else None)
         self.allocator = actors.remote_allocator(
             n_samples=self.n_samples, workers=cfg.workers, batch_size=cfg.batch_size,
@@ -199,7 +200,8 @@ class Driver:
         for w in workers:
             ref = self.workers[w].run.remote(self.server, self.allocator, cfg.bound,
                                              cfg.timeout_s, cfg.agwu_local_steps,
-                                             cfg.gradients_per_push, w in cfg.hogged_workers)
+                                             cfg.gradients_per_push, cfg.overlap_pushes,
+                                             w in cfg.hogged_workers)
             self.runs[ref] = w
 
     def _ask(self, ref, doing: str):

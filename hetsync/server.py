@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hetsync.consistency import ConsistencyController, Verdict
-from hetsync.updates import AgwuRule, SgdRule
+from hetsync.updates import AgwuRule, LrSchedule, SgdRule
 
 # One pushed update: (clock, base version, payload, samples, loss, local steps, accuracy).
 # The payload is a gradient (sgd) or replica weights (agwu). A plain tuple, because it crosses
@@ -33,6 +33,7 @@ class Reply:
     min_clock: int  # slowest live worker's clock, for the worker's own gate decisions
     granted: int  # iterations newly granted from the global budget
     clock: int = 0  # the worker's own clock (meaningful on join)
+    lr: float = 0.0  # the scheduled learning rate now, for AGWU's local steps
 
 
 @dataclass
@@ -86,9 +87,10 @@ class ParameterServer:
     def __init__(self, weights: np.ndarray, workers: int, bound: int | None, barrier: bool,
                  lr: float, momentum: float, batch_size: int, iterations: int,
                  eval_every: int, lease: int = 2, update: str = "sgd", gamma: float = 0.9,
-                 local_steps: int = 1):
+                 local_steps: int = 1, lr_schedule: str = "constant"):
         self.w = torch.nn.Parameter(torch.from_numpy(np.array(weights, dtype=np.float32)))
-        self.rule = (SgdRule(self.w, lr, momentum, batch_size) if update == "sgd"
+        self.schedule = LrSchedule(lr, iterations, lr_schedule)
+        self.rule = (SgdRule(self.w, self.schedule, momentum, batch_size) if update == "sgd"
                      else AgwuRule(self.w, gamma))
         self.local_steps = local_steps  # gradients per push: tickets move in these units
         self.controller = ConsistencyController(workers, bound)
@@ -213,7 +215,7 @@ class ParameterServer:
         granted = self.budget.grant(want)
         self.tickets[worker] += granted
         return Reply(self.weights(), self.version, self.controller.table.min_clock(), granted,
-                     clock)
+                     clock, self.schedule.at(self.applied))
 
     def weights(self) -> np.ndarray:
         return self.w.detach().numpy().copy()

@@ -1,8 +1,8 @@
 """Update rules: how the server turns what a worker pushes into new global weights.
 
 - `sgd`: workers push gradients; the server's SGD applies them. A step that merges k samples
-  uses `lr * k / batch_size` (linear scaling), so BSP's one step on the union of N batches
-  moves the weights as far as N small steps would.
+  uses `lr(t) * k / batch_size` (linear scaling), so BSP's one step on the union of N batches
+  moves the weights as far as N small steps would; `lr(t)` follows the `LrSchedule`.
 - `agwu` (asynchronous global weight update): workers train K local steps and push their
   weights W_j; the server merges on arrival, W <- W + gamma**lag * b_j * (W_j - W), where lag
   is the number of global versions since the worker pulled and b_j = acc_j / sum(acc) over the
@@ -12,38 +12,70 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 UPDATES = ("sgd", "agwu")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class LrSchedule:
+    """The learning rate against the iterations done of the global budget.
+
+    `cosine` decays from `base` to `floor * base` at the end of the budget (as nanoGPT does):
+    with a constant rate, stale updates kept knocking late accuracy down by up to 0.5 between
+    two evaluations (docs/consistency.md), so the final weights were a lottery. Every rule that
+    steps (the server's SGD, AGWU's local steps, the benchmark's peers) reads the rate here.
+    """
+
+    base: float
+    total: int
+    kind: str = "cosine"
+    floor: float = 0.1
+
+    def at(self, done: int) -> float:
+        if self.kind == "constant":
+            return self.base
+        progress = min(1.0, max(0, done) / max(1, self.total))
+        return self.base * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class SgdRule:
-    def __init__(self, w: torch.nn.Parameter, lr: float, momentum: float, batch_size: int):
+    def __init__(self, w: torch.nn.Parameter, schedule: LrSchedule, momentum: float,
+                 batch_size: int):
         self.w = w
-        self.lr = lr
+        self.schedule = schedule
+        self.done = 0  # iterations applied so far: where the schedule stands
         self.batch_size = batch_size
-        self.opt = torch.optim.SGD([w], lr=lr, momentum=momentum)
+        self.opt = torch.optim.SGD([w], lr=schedule.base, momentum=momentum)
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> None:
-        self._step(torch.tensor(payload), samples)
+        self._step(torch.tensor(payload), samples, 1)
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
         grads = torch.stack([torch.tensor(p) for _, p, _, _ in contributions])
         sizes = torch.tensor([float(s) for _, _, s, _ in contributions])
-        self._step((grads * (sizes / sizes.sum())[:, None]).sum(0), int(sizes.sum()))
+        self._step((grads * (sizes / sizes.sum())[:, None]).sum(0), int(sizes.sum()),
+                   len(contributions))
 
     def state_dict(self) -> dict:
-        return self.opt.state_dict()  # the momentum buffer: tensors and numbers only
+        # The momentum buffer (tensors and numbers only) and where the schedule stands.
+        return {"optimizer": self.opt.state_dict(), "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state)
+        self.opt.load_state_dict(state["optimizer"])
+        self.done = state["done"]
 
-    def _step(self, grad: torch.Tensor, samples: int) -> None:
-        self.opt.param_groups[0]["lr"] = self.lr * samples / self.batch_size
+    def _step(self, grad: torch.Tensor, samples: int, gradients: int) -> None:
+        self.opt.param_groups[0]["lr"] = self.schedule.at(self.done) * samples / self.batch_size
         self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
         self.opt.step()
+        self.done += gradients
 
 
 class AgwuRule:

@@ -4,10 +4,10 @@ against a server.
 The loop is written against small client interfaces (a call returns a handle, `get` resolves
 it), so that tests run it in-process and the Ray layer against actors.
 
-Under SSP the worker keeps one push in flight: it computes the next gradient on weights that
-may miss its own latest update (allowed: they are at most S clocks old) while the previous
-push and the fresh weights travel. Under BSP the gate's bound of 0 makes it wait for each
-barrier. Under AGWU it trains K local steps, pushes its weights and continues from the merge.
+A worker pushes and computes its next gradient on the weights the reply brings, which hold
+its own last update; only where the extra lag fits the bound (one worker) does it keep a push
+in flight while it computes. Under BSP the gate's bound of 0 makes it wait for each barrier.
+Under AGWU it trains K local steps, pushes its weights and continues from the merge.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class ChunkFeed:
 
 class Worker:
     def __init__(self, worker_id: int, model_factory: Callable[[], nn.Module], data: ArrayData,
-                 seed: int, threads: int = 1, lr: float = 0.02, momentum: float = 0.5,
+                 seed: int, threads: int = 1, momentum: float = 0.5,
                  pacer: StepPacer | None = None):
         torch.set_num_threads(threads)
         self.id = worker_id
@@ -132,13 +132,15 @@ class Worker:
         self.pacer = pacer
         self.version = -1
         self.iteration = 0
-        self.lr, self.momentum = lr, momentum
+        self.lr = 0.0  # AGWU's local rate: the server's schedule, sent with every reply
+        self.momentum = momentum
         self.feed: ChunkFeed | None = None
 
-    def load(self, weights: np.ndarray, version: int) -> None:
-        if version > self.version:
-            self.flat.load(weights)
-            self.version = version
+    def load(self, reply: Reply) -> None:
+        self.lr = reply.lr
+        if reply.version > self.version:
+            self.flat.load(reply.weights)
+            self.version = reply.version
 
     def compute_gradient(self, accuracy: bool = False) -> tuple[np.ndarray, int, float, float]:
         """One mini-batch: (flat gradient, valid until the next call; batch size; loss;
@@ -177,7 +179,8 @@ class Worker:
 
 
 def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
-               bound: int | None, local_steps: int = 0, push_every: int = 1) -> WorkerReport:
+               bound: int | None, local_steps: int = 0, push_every: int = 1,
+               overlap: bool = False) -> WorkerReport:
     """Train until the global budget grants this worker no more iterations.
 
     `local_steps` > 0 selects AGWU (push weights after that many local steps); 0 pushes
@@ -185,6 +188,8 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
     SSP a worker may compute on weights up to S clocks old, and one Ray call per two
     iterations halves the fixed per-call cost that does not overlap with computation. The
     stash is always sent before the worker blocks, so coalescing cannot deadlock the gate.
+    With `overlap` the worker computes its next gradient while its push travels
+    (`TrainConfig.overlap_pushes` says where the extra version lag is worth it).
     """
     gate = StalenessGate(bound)
     report = WorkerReport(worker.id)
@@ -198,7 +203,7 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
 
     worker.version = -1  # a server restarted from a checkpoint may be at an older version
     hello = server.join(worker.id)
-    worker.load(hello.weights, hello.version)
+    worker.load(hello)
     clock, known_min, tickets = hello.clock, hello.min_clock, hello.granted
     # Random draws of the model (dropout) follow from (seed, worker, clock), so a run resumed
     # from a checkpoint draws as a fresh one at that clock would, with no per-worker state.
@@ -208,7 +213,7 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
 
     def absorb(reply: Reply) -> None:
         nonlocal known_min, tickets
-        worker.load(reply.weights, reply.version)
+        worker.load(reply)
         known_min = max(known_min, reply.min_clock)
         tickets += reply.granted
 
@@ -220,7 +225,7 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
             absorb(server.get(pending))
         pending = server.push(worker.id, list(stash))
         stash.clear()
-        if local_steps:  # AGWU continues from the merged weights, so nothing overlaps
+        if not overlap:  # the next gradient starts from weights holding this push
             absorb(server.get(pending))
             pending = None
         report.comm_s += timed("comm", t0)

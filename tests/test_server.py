@@ -1,5 +1,7 @@
 """Update rules, budget and staleness accounting of the plain parameter server."""
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 from hetsync.data import synthetic
 from hetsync.models import LeNet5, build_model
 from hetsync.server import IterationBudget, ParameterServer
+from hetsync.updates import LrSchedule
 from hetsync.wire import FlatModel, params_to_vector
 
 
@@ -73,3 +76,19 @@ def test_leaving_worker_closes_a_bsp_round_and_returns_its_tickets():
     ps.leave(1)  # worker 1 will not contribute: the round closes with worker 0 alone
     assert ps.version == 1
     assert ps.budget.remaining == 1000 - 4 + 2
+
+
+def test_cosine_schedule_decays_to_a_tenth_and_the_server_steps_with_it():
+    s = LrSchedule(0.1, 100)
+    assert s.at(0) == 0.1 and math.isclose(s.at(50), 0.055) and math.isclose(s.at(100), 0.01)
+    assert s.at(1000) == s.at(100)  # a resumed run past its budget stays at the floor
+    assert LrSchedule(0.1, 100, "constant").at(70) == 0.1
+    ps = ParameterServer(weights=np.zeros(2, np.float32), workers=1, bound=None, barrier=False,
+                         lr=0.1, momentum=0.0, batch_size=8, iterations=100, eval_every=10**6,
+                         lr_schedule="cosine")
+    ps.join(0)
+    for clock in range(100):
+        ps.submit(0, clock, clock, np.ones(2, np.float32), 8, 1.0)
+    expected = -sum(s.at(k) for k in range(100))  # gradient k steps with the rate at k
+    np.testing.assert_allclose(ps.weights(), [expected, expected], rtol=1e-5)
+    assert math.isclose(ps.reply(0, want=0).lr, s.at(100), rel_tol=1e-9)  # AGWU's local rate

@@ -77,7 +77,8 @@ def test_run_worker_spends_exactly_the_budget_and_learns():
                          lr=0.05, momentum=0.5, batch_size=32, iterations=60, eval_every=20)
     alloc = Allocator(512, workers=1, batch_size=32, mode="idpa", seed=0)
     worker = Worker(0, LeNet5, data, seed=0)
-    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=3, push_every=2)
+    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=3, push_every=2,
+                        overlap=True)
     assert report.iterations == 60 and ps.applied == 60 and ps.budget.remaining == 0
     # gradients travel in pairs: the second of each pair was computed before the first was
     # applied (this in-process client answers each push at once, so nothing else is missed)
@@ -96,7 +97,7 @@ def test_agwu_worker_pushes_weights_every_k_steps():
                          lr=0.05, momentum=0.5, batch_size=32, iterations=40, eval_every=40,
                          update="agwu", gamma=0.9, local_steps=8)
     alloc = Allocator(512, workers=1, batch_size=32, mode="uniform", seed=0)
-    worker = Worker(0, LeNet5, data, seed=0, lr=0.05)
+    worker = Worker(0, LeNet5, data, seed=0)  # its local rate comes with the server's replies
     report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=None,
                         local_steps=8)
     assert report.iterations == 40 and ps.applied == 40 and ps.version == 5
