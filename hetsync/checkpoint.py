@@ -20,7 +20,7 @@ import torch
 from hetsync.errors import ConfigError, HetsyncError
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: the SGD rule saves where the learning-rate schedule stands
 # The settings that define what is trained: a checkpoint continues only a run that had the
 # same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
 # lives) may change between the saved run and the resumed one.
