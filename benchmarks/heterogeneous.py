@@ -17,7 +17,8 @@ CONFIGS = {
     "ssp-idpa": dict(sync="ssp", staleness=3, allocation="idpa"),
     "bsp-uniform": dict(sync="bsp", allocation="uniform"),
     "ssp-uniform": dict(sync="ssp", staleness=3, allocation="uniform"),
-    "agwu-idpa": dict(sync="ssp", staleness=3, allocation="idpa", update="agwu", local_steps=8),
+    "agwu-idpa": dict(sync="ssp", staleness=3, allocation="idpa", update="agwu", local_steps=8,
+                      lr=0.1),  # merges move 1/N of the way: a larger local rate (docs)
 }
 
 
