@@ -27,6 +27,7 @@ SUMMARY_KEYS = {"sync", "staleness", "workers", "iterations", "updates", "sample
     (["--workers", "2", "--speeds", "1,-2"], "--speeds must all be finite and > 0"),
     (["--allocation", "random"], "--allocation must be one of uniform, idpa"),
     (["--update", "adam"], "--update must be one of sgd, agwu"),
+    (["--lr-schedule", "linear"], "--lr-schedule must be one of cosine, constant"),
     (["--interference", "0@oops"], "--interference entry"),
     (["--workers", "2", "--kill-worker", "x@3"], "--kill-worker must be W@ITERATION"),
     (["--workers", "2", "--kill-worker", "5@3"], "--kill-worker names a worker outside 0..1"),
