@@ -17,7 +17,6 @@ from hetsync.errors import ClusterError, HetsyncError
 from hetsync.heterogeneity import CpuHog
 from hetsync.partitioning import Allocator, Chunk
 from hetsync.server import Contribution, ParameterServer, Reply, Snapshot
-from hetsync.validation import Evaluator
 from hetsync.worker import Worker, WorkerReport, run_worker
 
 
@@ -43,12 +42,21 @@ def bounded_get(refs, timeout_s: float, doing: str):
 
 class ServerActor:
     """Async actor: one event loop serialises all updates; waiting workers park on a
-    condition that every update and departure notifies."""
+    condition that every update and departure notifies.
 
-    def __init__(self, timeout_s: float, state: dict | None = None, **kwargs: Any):
+    It also hosts the data allocator (`allocation`: the Allocator's arguments), whose calls
+    are few and brief: the two start, stop and are checkpointed together, and one process
+    for both is one PyTorch import fewer for every run to wait for."""
+
+    def __init__(self, timeout_s: float, state: dict | None = None,
+                 allocation: dict | None = None, allocation_state: dict | None = None,
+                 **kwargs: Any):
         self.ps = ParameterServer(**kwargs)
         if state is not None:
             self.ps.load_state_dict(state)
+        self.allocator = Allocator(**allocation) if allocation is not None else None
+        if allocation_state is not None:
+            self.allocator.load_state_dict(allocation_state)
         self.timeout_s = timeout_s
         self.changed = asyncio.Condition()
 
@@ -102,6 +110,29 @@ class ServerActor:
     async def state_dict(self) -> dict:
         return self.ps.state_dict()
 
+    # ------------------------------------------------------------------ the data allocator
+    async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
+        self.allocator.report(worker, samples, seconds)
+        return self.allocator.next_chunk(worker)
+
+    async def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        self.allocator.give_back(worker, indices, epoch)
+
+    async def lose(self, worker: int) -> None:
+        """A worker's process died: it holds no one back, and its data goes back to the pool."""
+        self.ps.leave(worker)
+        self.allocator.lose(worker)
+        await self._notify()
+
+    async def readmit(self, worker: int) -> None:
+        self.allocator.join(worker)
+
+    async def allocation_state(self) -> dict:
+        return self.allocator.state_dict()
+
+    async def allocation_changes(self, since: int) -> list[dict]:
+        return self.allocator.changes[since:]
+
 
 class RayServerClient:
     """The worker loop's view of the server actor. (A push thread was measured and rejected:
@@ -127,32 +158,6 @@ class RayServerClient:
         self.get(self.handle.leave.remote(worker))
 
 
-class AllocatorActor:
-    def __init__(self, state: dict | None = None, **kwargs: Any):
-        self.allocator = Allocator(**kwargs)
-        if state is not None:
-            self.allocator.load_state_dict(state)
-
-    def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
-        self.allocator.report(worker, samples, seconds)
-        return self.allocator.next_chunk(worker)
-
-    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
-        self.allocator.give_back(worker, indices, epoch)
-
-    def lose(self, worker: int) -> None:
-        self.allocator.lose(worker)
-
-    def join(self, worker: int) -> None:
-        self.allocator.join(worker)
-
-    def state_dict(self) -> dict:
-        return self.allocator.state_dict()
-
-    def changes(self, since: int) -> list[dict]:
-        return self.allocator.changes[since:]
-
-
 class RayAllocatorClient:
     def __init__(self, handle, timeout_s: float):
         self.handle = handle
@@ -175,32 +180,17 @@ class WorkerActor:
     def ready(self) -> tuple[str, int]:
         return whereabouts()
 
-    def run(self, server, allocator, bound: int | None, timeout_s: float, local_steps: int,
+    def run(self, server, bound: int | None, timeout_s: float, local_steps: int,
             push_every: int, overlap: bool, cpu_hog: bool = False) -> WorkerReport:
         with CpuHog(self.worker.id) if cpu_hog else contextlib.nullcontext():
             return run_worker(self.worker, RayServerClient(server, timeout_s),
-                              RayAllocatorClient(allocator, timeout_s), bound, local_steps,
+                              RayAllocatorClient(server, timeout_s), bound, local_steps,
                               push_every, overlap)
 
 
-class EvaluatorActor:
-    def __init__(self, **kwargs: Any):
-        self.evaluator = Evaluator(**kwargs)
-
-    def ready(self) -> bool:
-        return True
-
-    def evaluate(self, weights: np.ndarray) -> tuple[float, float]:
-        return self.evaluator.evaluate(weights)
-
-
 def remote_server(**kwargs: Any):
-    # num_cpus=0: the server and evaluator are light; CPUs are reserved for the workers.
+    # num_cpus=0: the server is light; CPUs are reserved for the workers.
     return ray.remote(num_cpus=0)(ServerActor).remote(**kwargs)
-
-
-def remote_allocator(**kwargs: Any):
-    return ray.remote(num_cpus=0)(AllocatorActor).remote(**kwargs)
 
 
 def remote_worker(threads: int, max_restarts: int = 0, **kwargs: Any):
@@ -208,7 +198,3 @@ def remote_worker(threads: int, max_restarts: int = 0, **kwargs: Any):
     constructor runs again; the driver then sends it back to work)."""
     return ray.remote(num_cpus=threads, max_restarts=max_restarts)(WorkerActor).remote(
         threads=threads, **kwargs)
-
-
-def remote_evaluator(**kwargs: Any):
-    return ray.remote(num_cpus=0)(EvaluatorActor).remote(**kwargs)

@@ -87,9 +87,11 @@ class Bench:
 
     def config(self, **kw: Any) -> TrainConfig:
         b = self.budget
+        # Snapshots are evaluated after each run, as the peers' are (baselines.py): on two
+        # shared cores a live evaluator would take CPU from the workers being measured.
         base = dict(dataset="mnist-10k", data_dir=self.data_dir, batch_size=64,
                     iterations=b.iterations, eval_every=max(1, b.iterations // 15),
-                    target_accuracy=b.target, progress=False)
+                    target_accuracy=b.target, progress=False, defer_eval=True)
         return TrainConfig(**{**base, **kw})
 
     def record(self, part: str, case: str, seed: int, result: dict, **extra: Any) -> None:

@@ -31,6 +31,9 @@ def _train_parser(sub) -> None:
                    help="global budget of mini-batch gradients, all workers together")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="evaluate a weight snapshot every N applied gradients")
+    p.add_argument("--defer-eval", action="store_true",
+                   help="evaluate the snapshots after the run, not during it (no live accuracy; "
+                        "training keeps the CPU)")
     p.add_argument("--target-accuracy", type=float, default=d.target_accuracy,
                    help="validation accuracy whose first crossing is timed")
     p.add_argument("--seed", type=int, default=d.seed)

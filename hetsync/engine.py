@@ -1,8 +1,9 @@
 """The training run, top to bottom: data, model, actors, the driver loop, the results.
 
-The driver starts one parameter-server actor, a data allocator, N worker actors and an
-evaluator, lets the workers train until the global budget is spent, and meanwhile sends the
-server's weight snapshots to the evaluator, so that validation never stalls a worker. It also
+The driver starts one parameter-server actor (which also hosts the data allocator) and N
+worker actors, lets the workers train until the global budget is spent, and meanwhile
+evaluates the server's weight snapshots on a thread of its own, so that validation never
+stalls a worker. It also
 writes the checkpoints and handles the faults (docs/reliability.md): a dead worker is left
 behind or restarted, a dead server is restarted from the last checkpoint.
 """
@@ -13,10 +14,13 @@ import os
 import signal
 import time
 import warnings
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+import torch
 from torch import nn
 
 from hetsync import actors
@@ -29,6 +33,7 @@ from hetsync.heterogeneity import emulated_cluster
 from hetsync.metrics import MetricsLog, Progress, write_json_atomic
 from hetsync.models import build_model, resolve_model
 from hetsync.runtime import ray_session
+from hetsync.validation import Evaluator
 from hetsync.wire import params_to_vector, vector_to_params
 from hetsync.worker import WorkerReport
 
@@ -69,6 +74,7 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
                      keep=resume.metrics_lines if resume else None)
     progress = Progress(cfg.iterations, enabled=cfg.progress)
     driver = Driver(cfg, cluster, log, progress, resume)
+    threads = torch.get_num_threads()  # the evaluation thread sets its own: leave ours as found
     try:
         with ray_session(cfg.address, cfg.workers * cfg.threads_per_worker):
             try:
@@ -79,6 +85,7 @@ def train(config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
     finally:
         progress.close()
         log.close()
+        torch.set_num_threads(threads)
     vector_to_params(weights, model)
     reports = driver.reports
     if out is not None:
@@ -113,7 +120,7 @@ def _prepare_out(cfg: TrainConfig, num_params: int) -> Checkpoint | None:
 
 
 class ServerLost(ClusterError):
-    """The parameter server's (or the allocator's) process died."""
+    """The parameter server's process (which hosts the allocator) died."""
 
 
 class Driver:
@@ -132,7 +139,12 @@ class Driver:
         self.every = cfg.checkpoint_every if cfg.out_dir else 0
         self.next_checkpoint = (self.resumed_from or 0) // self.every * self.every + self.every \
             if self.every else None
-        self.server = self.allocator = self.evaluator = None
+        self.server = None  # the server actor, which hosts the data allocator as well
+        self.evaluator: Evaluator | None = None
+        # Evaluation runs here, in the driver's process (one process fewer to start per run,
+        # and PyTorch is imported already), on one thread with one intra-op thread.
+        self.eval_thread = ThreadPoolExecutor(1, initializer=torch.set_num_threads,
+                                              initargs=(1,))
         self.workers: list = []
         self.where: dict[int | str, tuple[str, int]] = {}  # actor -> (node, pid), for kills
         self.runs: dict[Any, int] = {}  # run call in flight -> its worker
@@ -143,7 +155,8 @@ class Driver:
         self.kills = dict(cfg.worker_kills)  # worker -> its clock at which to kill it
         self.server_kill = cfg.server_kill
         self.allocations_seen = 0
-        self.pending_evals: dict[Any, Any] = {}  # eval ref -> snapshot
+        self.snapshots: list = []  # taken from the server, not yet sent to the evaluator
+        self.pending_evals: dict[Future, Any] = {}  # evaluation -> snapshot, in order
         self.status: dict = {}
 
     def _now(self) -> float:
@@ -163,10 +176,10 @@ class Driver:
                                  pacer=self.cluster.pacer(i))
             for i in range(cfg.workers)
         ]
-        self.evaluator = actors.remote_evaluator(model_factory=factory, data=val_data)
+        self.evaluator = Evaluator(factory, val_data)
         self._start_server()
-        *where, _ = _get([w.ready.remote() for w in self.workers] + [self.evaluator.ready.remote()],
-                         cfg.timeout_s, "starting the actors")
+        where = _get([w.ready.remote() for w in self.workers], cfg.timeout_s,
+                     "starting the actors")
         self.where.update(enumerate(where))
         self.t0 = time.time() - (self.checkpoint.elapsed_s if self.checkpoint else 0.0)
         if self.checkpoint is not None:
@@ -185,27 +198,27 @@ class Driver:
             batch_size=cfg.batch_size, iterations=cfg.iterations, eval_every=cfg.eval_every,
             update=cfg.update, gamma=cfg.gamma, local_steps=max(1, cfg.agwu_local_steps),
             lr_schedule=cfg.lr_schedule,
-            lease=2 * cfg.gradients_per_push, state=ckpt.server if ckpt else None)
-        self.allocator = actors.remote_allocator(
-            n_samples=self.n_samples, workers=cfg.workers, batch_size=cfg.batch_size,
-            mode=cfg.allocation, seed=cfg.seed, state=ckpt.allocator if ckpt else None)
+            lease=2 * cfg.gradients_per_push, state=ckpt.server if ckpt else None,
+            allocation=dict(n_samples=self.n_samples, workers=cfg.workers,
+                            batch_size=cfg.batch_size, mode=cfg.allocation, seed=cfg.seed),
+            allocation_state=ckpt.allocator if ckpt else None)
         self.allocations_seen = 0
         self.where["server"] = self._ask(self.server.ready.remote(), "starting the server")
         for w in self.lost:  # workers gone for good hold no one back
-            self._ask(self.server.leave.remote(w), "removing a lost worker")
-            self._ask(self.allocator.lose.remote(w), "removing a lost worker")
+            self._ask(self.server.lose.remote(w), "removing a lost worker")
 
     def _launch(self, workers) -> None:
         cfg = self.cfg
         for w in workers:
-            ref = self.workers[w].run.remote(self.server, self.allocator, cfg.bound,
+            ref = self.workers[w].run.remote(self.server, cfg.bound,
                                              cfg.timeout_s, cfg.agwu_local_steps,
                                              cfg.gradients_per_push, cfg.overlap_pushes,
                                              w in cfg.hogged_workers)
             self.runs[ref] = w
 
     def _ask(self, ref, doing: str):
-        """A bounded wait on the server or the allocator; their death raises ServerLost."""
+        """A bounded wait on the server (or the allocator it hosts); its death raises
+        ServerLost."""
         try:
             return _get(ref, self.cfg.timeout_s, doing)
         except ClusterError as e:
@@ -214,9 +227,10 @@ class Driver:
             raise
 
     def kill_actors(self) -> None:
-        for handle in [self.server, self.allocator, self.evaluator, *self.workers]:
+        for handle in [self.server, *self.workers]:
             if handle is not None:
                 ray.kill(handle)
+        self.eval_thread.shutdown(cancel_futures=True)
 
     def _kill(self, handle, where: tuple[str, int]) -> None:
         """Fault injection: SIGKILL the actor's process (the real thing, mid-step); on
@@ -250,10 +264,11 @@ class Driver:
         for ref in done:
             self._run_ended(ref)
         self.status = self._ask(self.server.status.remote(), "asking the server for status")
-        for snap in self._ask(self.server.take_snapshots.remote(), "taking snapshots"):
-            self.pending_evals[self.evaluator.evaluate.remote(snap.weights)] = snap
+        self.snapshots += self._ask(self.server.take_snapshots.remote(), "taking snapshots")
+        if not self.cfg.defer_eval:
+            self._send_snapshots()
         self._collect(block=False)
-        for change in self._ask(self.allocator.changes.remote(self.allocations_seen),
+        for change in self._ask(self.server.allocation_changes.remote(self.allocations_seen),
                                 "asking the allocator for changes"):
             self.log.write("allocation", wall_time_s=self._now(),
                            iterations=self.status["iterations"], **change)
@@ -263,15 +278,23 @@ class Driver:
         self.progress.update(time.time() - self.t0, s["iterations"], s["samples"],
                              self.last_acc, s["loss"], s["max_staleness_observed"])
 
+    def _send_snapshots(self) -> None:
+        for snap in self.snapshots:
+            self.pending_evals[self.eval_thread.submit(self.evaluator.evaluate, snap.weights)] = snap
+        self.snapshots.clear()
+
     def _collect(self, block: bool) -> None:
-        """Log every finished evaluation (all of them if `block`)."""
+        """Log every finished evaluation (every snapshot taken so far if `block`)."""
+        if block:
+            self._send_snapshots()
         if not self.pending_evals:
             return
-        done, _ = ray.wait(list(self.pending_evals), num_returns=len(self.pending_evals),
-                           timeout=self.cfg.timeout_s if block else 0)
-        for ref in done:
-            snap = self.pending_evals.pop(ref)
-            loss, acc = _get(ref, self.cfg.timeout_s, "evaluating a snapshot")
+        if block:
+            wait_futures(self.pending_evals, return_when=FIRST_EXCEPTION)
+        # One thread evaluates in order: the finished ones are the first few.
+        for future in [f for f in self.pending_evals if f.done()]:
+            snap = self.pending_evals.pop(future)
+            loss, acc = future.result()
             t = snap.time - self.t0
             self.log.write("eval", wall_time_s=round(t, 3), iterations=snap.iterations,
                            updates=snap.version, samples=snap.samples, val_loss=loss,
@@ -288,7 +311,7 @@ class Driver:
         self._collect(block=True)  # the evaluations the checkpoint's metrics should hold
         # The allocator first: data handed out after its state was taken is handed out again
         # on resume (trained twice at worst), where the other order could skip samples.
-        allocator = self._ask(self.allocator.state_dict.remote(), "saving the allocation")
+        allocator = self._ask(self.server.allocation_state.remote(), "saving the allocation")
         server = self._ask(self.server.state_dict.remote(), "saving the server's state")
         it = server["applied"]
         if not bool(server["weights"].isfinite().all()):
@@ -340,15 +363,14 @@ class Driver:
         restarts its process and it rejoins at the slowest live clock."""
         self.log.write("membership", event="worker_lost", worker=w, wall_time_s=self._now(),
                        iterations=self.status["iterations"], clock=self.status["clocks"][w])
-        self._ask(self.server.leave.remote(w), "removing a lost worker")
-        self._ask(self.allocator.lose.remote(w), "removing a lost worker")
+        self._ask(self.server.lose.remote(w), "removing a lost worker")
         if self.restarts_left[w] == 0:
             self.lost.append(w)
             return
         self.restarts_left[w] -= 1
         self.worker_restarts += 1
         self.where[w] = self._await_restart(w)
-        self._ask(self.allocator.join.remote(w), "readmitting a worker")
+        self._ask(self.server.readmit.remote(w), "readmitting a worker")
         self._launch([w])
         self.log.write("membership", event="worker_restarted", worker=w,
                        wall_time_s=self._now(), iterations=self.status["iterations"])
@@ -388,9 +410,9 @@ class Driver:
             except ClusterError as e:
                 if isinstance(e.__cause__, ray.exceptions.RayActorError):
                     dead.append(w)  # the worker died too
-        for handle in (self.server, self.allocator):
-            ray.kill(handle)
+        ray.kill(self.server)  # and the allocator it hosts
         self.pending_evals.clear()  # snapshots of the lost timeline
+        self.snapshots.clear()
         self._start_server()
         lost = max(0, at - ckpt.iterations)
         self.iterations_lost += lost
@@ -408,9 +430,10 @@ class Driver:
         # The final evaluation of the final weights, after the clock has stopped.
         status = self._ask(self.server.status.remote(), "asking the server for status")
         weights = self._ask(self.server.weights.remote(), "fetching the final weights")
+        # The workers are done: what is left to evaluate may use every core.
+        self.eval_thread.submit(torch.set_num_threads, os.cpu_count() or 1)
         self._collect(block=True)
-        final_loss, final_acc = _get(self.evaluator.evaluate.remote(weights), cfg.timeout_s,
-                                     "evaluating the final weights")
+        final_loss, final_acc = self.eval_thread.submit(self.evaluator.evaluate, weights).result()
         self.log.write("final", wall_time_s=round(wall, 3), iterations=status["iterations"],
                        updates=status["updates"], samples=status["samples"],
                        val_loss=final_loss, val_accuracy=final_acc)

@@ -1,4 +1,5 @@
-"""Evaluation of weight snapshots on the validation set, off the training critical path."""
+"""Evaluation of weight snapshots on the validation set, off the training critical path (the
+driver evaluates on a thread of its own)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def evaluate(model: nn.Module, data: ArrayData, batch_size: int = 1000) -> tuple
 
 
 class Evaluator:
-    def __init__(self, model_factory: Callable[[], nn.Module], data: ArrayData, threads: int = 1):
-        torch.set_num_threads(threads)
+    """One model to load snapshots into, and the validation data."""
+
+    def __init__(self, model_factory: Callable[[], nn.Module], data: ArrayData):
         self.model = build_model(model_factory, 0)
         self.data = data
 

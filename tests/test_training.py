@@ -57,6 +57,19 @@ def test_each_sync_mode_trains_end_to_end(ray_local, tmp_path, sync, workers):
         assert torch.equal(a, b)
 
 
+def test_deferred_evaluation_times_every_snapshot_as_live_evaluation_does(ray_local, tmp_path):
+    """--defer-eval evaluates after the run (and at checkpoints), but each record keeps its
+    snapshot's time, so the accuracy curve and the time to target are the same measurement."""
+    res = hetsync.train(sync="ssp", staleness=2, workers=2, out=str(tmp_path), defer_eval=True,
+                        checkpoint_every=150, target_accuracy=0.5, **SMALL)
+    evals = [r for r in res.metrics if r["kind"] == "eval"]
+    assert [r["iterations"] for r in evals] == [60, 120, 180, 240, 300]
+    times = [r["wall_time_s"] for r in evals]
+    assert times == sorted(times) and times[-1] <= res.summary["wall_time_s"]
+    first = next(r["wall_time_s"] for r in evals if r["val_accuracy"] >= 0.5)
+    assert res.summary["time_to_target_s"] == pytest.approx(first, abs=1e-3)
+
+
 def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path):
     # A large contrast (8x): under CPU contention the fast workers' real compute outlasts
     # their emulated steps, which compresses the measured speeds.
