@@ -59,8 +59,9 @@ class Budget:
 
 BUDGETS = {  # (quick, full) per suite; quick finishes within 10 minutes on 2 cores
     # quick paper, measured here: 400 iterations and four bounds took 11.3 minutes, 320 and
-    # three bounds 10.1 minutes (about 7 s of each run's 13 s is starting its actors)
-    "paper": (Budget(256, 0.8, 3), Budget(3000, 0.97, 3)),
+    # three bounds 10.1 minutes, 256 10.3 minutes on a slower day (most of a run is starting
+    # its actors, which import PyTorch)
+    "paper": (Budget(192, 0.75, 3), Budget(3000, 0.97, 3)),
     "peers": (Budget(1500, 0.95, 1), Budget(3000, 0.97, 3)),
 }
 
@@ -90,7 +91,8 @@ class Bench:
         # Snapshots are evaluated after each run, as the peers' are (baselines.py): on two
         # shared cores a live evaluator would take CPU from the workers being measured.
         base = dict(dataset="mnist-10k", data_dir=self.data_dir, batch_size=64,
-                    iterations=b.iterations, eval_every=max(1, b.iterations // 15),
+                    iterations=b.iterations,
+                    eval_every=max(1, b.iterations // (8 if b.iterations < 1000 else 15)),
                     target_accuracy=b.target, progress=False, defer_eval=True)
         return TrainConfig(**{**base, **kw})
 
