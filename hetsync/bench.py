@@ -159,6 +159,17 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a (a run did not reach the target)"
 
 
+def _verdict(value: float, target: float) -> str:
+    return "met" if value >= target else "MISSED"
+
+
+def _against(a: float | None, b: float | None, target: float) -> str:
+    """The ratio a / b and whether it meets `target`, in words the report can be read by."""
+    if not (a and b):
+        return f"{_ratio(a, b)} (target >= {target:g}x: not measured)"
+    return f"{a / b:.2f}x (target >= {target:g}x: {_verdict(a / b, target)})"
+
+
 def _errorbars(ax, bench: Bench, part: str, metric: str, cases: list[str], xs, label: str):
     st = bench.stats(part, metric)
     pts = [(x, st[c][0], st[c][1]) for x, c in zip(xs, cases, strict=True) if st[c][0] is not None]
@@ -334,9 +345,9 @@ def suite_peers(b: Bench) -> list[Path]:
     got = b.stats("speeds 1,1,2,4", "throughput_samples_per_s")
     report += ("## Ratios\n\n"
                f"- Speeds 1,1,2,4, time to {b.budget.target}: DDP / hetsync SSP+IDPA = "
-               f"{_ratio(ttt['DDP (gloo)'][0], ttt['hetsync SSP+IDPA'][0])} (target: >= 2x)\n"
+               f"{_against(ttt['DDP (gloo)'][0], ttt['hetsync SSP+IDPA'][0], 2)}\n"
                f"- Equal speeds, throughput: hetsync BSP / DDP = "
-               f"{_ratio(thr['hetsync BSP'][0], thr['DDP (gloo)'][0])} (target: >= 0.7x)\n"
+               f"{_against(thr['hetsync BSP'][0], thr['DDP (gloo)'][0], 0.7)}\n"
                + "".join(f"- Speeds 1,1,2,4, {name} / DDP time to target: "
                          f"{_ratio(ttt[name][0], ttt['DDP (gloo)'][0])}; throughput / ideal: "
                          f"{_ratio(got[name][0], ideal[name][0])}\n" for name in PEER_RUNS))
@@ -433,7 +444,8 @@ def suite_overhead(b: Bench) -> list[Path]:
                + "".join(f"| {r} | {b.rows[2 * r]['throughput_samples_per_s']:.0f} | "
                          f"{b.rows[2 * r + 1]['throughput_samples_per_s']:.0f} | "
                          f"{b.rows[2 * r + 1]['ratio_to_plain']:.3f} |\n" for r in range(repeats))
-               + f"\nMean ratio {statistics.fmean(ratios):.3f} (target 0.8).\n\n"
+               + f"\nMean ratio {statistics.fmean(ratios):.3f} (target 0.8: "
+               f"{_verdict(statistics.fmean(ratios), 0.8)}).\n\n"
                "## Push/pull round trip\n\n| model | parameters | bytes moved | round trip "
                "(ms) | Ray call (ms) | server update (ms) | transfer (ms) | effective GB/s |\n"
                "|---|---|---|---|---|---|---|---|\n"

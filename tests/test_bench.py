@@ -4,7 +4,7 @@ the rows say."""
 import pytest
 
 from hetsync.baselines import ddp_train, ray_ps_train
-from hetsync.bench import Bench, middle_third_slowdown, speeds_for
+from hetsync.bench import Bench, _against, middle_third_slowdown, speeds_for
 from hetsync.config import TrainConfig
 
 PEER = dict(dataset="synthetic", synthetic_samples=1024, batch_size=32, iterations=200,
@@ -41,3 +41,9 @@ def test_report_statistics_follow_the_rows(tmp_path):
 def test_emulated_cluster_shapes():
     assert speeds_for(8) == (1, 1, 2, 4, 1, 1, 2, 4)
     assert middle_third_slowdown(4, 1200) == "0@100-200:4"
+
+
+def test_a_ratio_says_whether_it_meets_its_target():
+    assert _against(4.0, 2.0, 2) == "2.00x (target >= 2x: met)"
+    assert _against(3.9, 2.0, 2) == "1.95x (target >= 2x: MISSED)"
+    assert "not measured" in _against(None, 2.0, 0.7)
