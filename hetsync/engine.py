@@ -317,13 +317,15 @@ class Driver:
         if not bool(server["weights"].isfinite().all()):
             raise DivergedError(f"the global weights became non-finite by iteration {it}; lower "
                                 f"--lr (the last good checkpoint stays in {self.cfg.out_dir})")
-        self.log.write("checkpoint", wall_time_s=self._now(), iterations=it)
+        # The file first, then the record that announces it: a crash between the two loses
+        # only the record, never a checkpoint that metrics.jsonl says was saved.
         ckpt = Checkpoint(identity=identity(self.cfg), num_params=server["weights"].numel(),
                           server=server, allocator=allocator,
                           elapsed_s=time.time() - self.t0,
-                          metrics_lines=len(self.log.records), best_val_accuracy=self.best,
+                          metrics_lines=len(self.log.records) + 1, best_val_accuracy=self.best,
                           time_to_target_s=self.time_to_target)
         ckpt.save(self.cfg.out_dir)
+        self.log.write("checkpoint", wall_time_s=self._now(), iterations=it)
         self.checkpoint = ckpt
         self.next_checkpoint = (it // self.every + 1) * self.every
 

@@ -13,7 +13,8 @@ import pytest
 from torch import nn
 
 import hetsync
-from hetsync.checkpoint import load_checkpoint
+from hetsync.checkpoint import Checkpoint, load_checkpoint
+from hetsync.models import LeNet5
 
 from .test_training import SMALL
 
@@ -114,6 +115,26 @@ def test_kill_9_of_the_training_process_then_resume_completes(tmp_path):
     evals = [r["iterations"] for r in after if r["kind"] == "eval"]
     assert evals == sorted(set(evals))  # the lost records were dropped: one timeline
     assert evals[-1] == 1500 and after[-1]["kind"] == "final"
+
+
+def test_a_checkpoint_is_announced_in_the_metrics_only_once_its_file_is_saved(
+        ray_local, tmp_path, monkeypatch):
+    saved = Checkpoint.save
+
+    def crash_during_the_second(ckpt, out_dir):
+        if ckpt.iterations >= 200:
+            raise KeyboardInterrupt  # the process dies while writing the second checkpoint
+        saved(ckpt, out_dir)
+
+    monkeypatch.setattr(Checkpoint, "save", crash_during_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        hetsync.train(workers=2, checkpoint_every=100, out=str(tmp_path), **SMALL)
+    announced = [r["iterations"] for r in _records(tmp_path) if r["kind"] == "checkpoint"]
+    ckpt = load_checkpoint(tmp_path, hetsync.TrainConfig(
+        workers=2, checkpoint_every=100, out=str(tmp_path), resume=str(tmp_path), **SMALL),
+        num_params=sum(p.numel() for p in LeNet5().parameters()))
+    assert announced == [ckpt.iterations] and 100 <= ckpt.iterations < 200
+    assert _records(tmp_path)[ckpt.metrics_lines - 1]["kind"] == "checkpoint"  # kept on resume
 
 
 def test_resume_with_other_settings_is_refused_and_leaves_the_run_alone(tmp_path):
