@@ -51,7 +51,8 @@ def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, sec
         began = time.time()
         idx = rng.integers(0, len(data), batch)
         model.zero_grad()
-        F.cross_entropy(model(torch.from_numpy(data.x[idx])), torch.from_numpy(data.y[idx])).backward()
+        x, y = data.batch(idx)
+        F.cross_entropy(model(x), y).backward()
         pacer.pace(began, batch, it)
         samples, it = samples + batch, it + 1
     out.put(samples)
@@ -91,7 +92,13 @@ def main() -> None:
                    help="evaluate the snapshots after each run instead of during it")
     p.add_argument("--out", default=None, help="write each run's outputs under this folder")
     args = p.parse_args()
-    speeds = tuple(float(v) for v in args.speeds.split(","))
+    try:
+        speeds = tuple(float(v) for v in args.speeds.split(","))
+    except ValueError:
+        p.error(f"--speeds {args.speeds!r}: expected numbers separated by commas, e.g. 1,1,2,4")
+    names = [c for c in args.configs.split(",") if c]
+    if unknown := [c for c in names if c not in CONFIGS]:
+        p.error(f"unknown --configs {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     common = dict(dataset="mnist-10k", data_dir=args.data_dir, workers=len(speeds),
                   speeds=speeds, iterations=args.iterations, progress=False,
                   defer_eval=args.defer_eval)
@@ -100,7 +107,7 @@ def main() -> None:
         print("emulation-alone", json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                              for k, v in ceiling.items()}), flush=True)
     results = {}
-    for name in [c for c in args.configs.split(",") if c]:
+    for name in names:
         res = hetsync.train(**common, interference=args.interference,
                             out=f"{args.out}/{name}" if args.out else None, **CONFIGS[name])
         s = res.summary

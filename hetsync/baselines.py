@@ -101,8 +101,8 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
         idx = sampler.next()
         opt.param_groups[0]["lr"] = schedule.at(step * n) * n  # one step on n batches
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(ddp(torch.from_numpy(data.x[idx])), torch.from_numpy(data.y[idx])
-                        ).backward()
+        x, y = data.batch(idx)
+        F.cross_entropy(ddp(x), y).backward()
         opt.step()
         if rank == 0 and (_crossed((step + 1) * n, step * n, cfg.eval_every) or
                           step == steps - 1):
@@ -170,8 +170,8 @@ class PlainWorker:
         self.flat.load(weights)
         idx = self.sampler.next()
         self.flat.zero_grad()
-        F.cross_entropy(self.model(torch.from_numpy(self.data.x[idx])),
-                        torch.from_numpy(self.data.y[idx])).backward()
+        x, y = self.data.batch(idx)
+        F.cross_entropy(self.model(x), y).backward()
         if self.pacer is not None:
             self.pacer.pace(began, len(idx), self.steps)
         self.steps += 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hetsync.errors import DataError
 
@@ -52,6 +53,12 @@ class ArrayData:
 
     def subset(self, idx: np.ndarray) -> ArrayData:
         return ArrayData(self.x[idx], self.y[idx])
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples at `idx` as (inputs, labels) tensors for the model. Indexing by an
+        array copies, so the tensors are writable even where the arrays came read-only
+        through Ray."""
+        return torch.from_numpy(self.x[idx]), torch.from_numpy(self.y[idx])
 
 
 # --------------------------------------------------------------------------- IDX files

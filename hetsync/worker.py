@@ -148,8 +148,7 @@ class Worker:
         duration."""
         began = time.time()
         idx = self.feed.next_batch()
-        x = torch.from_numpy(self.data.x[idx])
-        y = torch.from_numpy(self.data.y[idx])
+        x, y = self.data.batch(idx)
         self.flat.zero_grad()
         out = self.model(x)
         loss = F.cross_entropy(out, y)
