@@ -17,9 +17,16 @@ if "ray" not in sys.modules:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 from hetsync.config import TrainConfig  # noqa: E402
-from hetsync.engine import TrainResult, train  # noqa: E402
 from hetsync.errors import ClusterError, ConfigError, DataError, HetsyncError  # noqa: E402
 
-__all__ = ["TrainConfig", "TrainResult", "train", "HetsyncError", "ConfigError", "DataError",
-           "ClusterError"]
+
+def train(config=None, **settings):
+    """Train with a TrainConfig, or with keyword arguments named like the CLI flags
+    (`hetsync.run.train.train`; imported on first use, so that `import hetsync` stays light)."""
+    from hetsync.run.train import train as _train
+
+    return _train(config, **settings)
+
+
+__all__ = ["TrainConfig", "train", "HetsyncError", "ConfigError", "DataError", "ClusterError"]
 __version__ = "0.1.0"

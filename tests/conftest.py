@@ -7,13 +7,12 @@ import hetsync  # noqa: F401  (sets Ray's environment before Ray is imported)
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "mnist")
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray instance for all integration tests: starting Ray costs seconds."""
-    from hetsync.runtime import ray_session
-
-    with ray_session(None, cpus=4):
-        yield
+@pytest.fixture
+def small():
+    """A run of a few seconds: synthetic data that LeNet-5 learns to 1.0 within 300
+    iterations at these settings."""
+    return dict(dataset="synthetic", synthetic_samples=1024, batch_size=32, iterations=300,
+                eval_every=60, allocation="uniform", progress=False)
 
 
 @pytest.fixture

@@ -1,0 +1,162 @@
+"""What travels between processes, and the one place that converts a module to it.
+
+A model crosses as two flat float32 numpy vectors: its parameters (or their gradients) and its
+buffers (batch norm's running statistics and counters; None for a model without any). Numpy
+arrays cross Ray without pickling their contents. The messages are NamedTuples: typed fields
+that pickle as cheaply as the plain tuples they are, once per iteration.
+
+Buffers follow one rule, the same under every sync mode and update rule: every global update
+sets the server's buffers to the sample-weighted mean of the buffers that its pushes carry (one
+push under SSP and ASP, a whole round under BSP), and a worker loads them with the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Contribution(NamedTuple):
+    """One push: a gradient (sgd) or replica weights after `steps` local steps (agwu)."""
+
+    clock: int  # the pushing worker's clock when it computed this
+    base_version: int  # the global version its weights came from
+    payload: np.ndarray
+    samples: int
+    loss: float
+    steps: int = 1
+    accuracy: float | None = None  # on the pushed batches (agwu's merge weight)
+    buffers: np.ndarray | None = None
+
+
+class Reply(NamedTuple):
+    """What a worker gets back from the server: fresh weights and permission to go on."""
+
+    weights: np.ndarray
+    buffers: np.ndarray | None
+    version: int  # number of updates applied to the global weights
+    min_clock: int  # slowest live worker's clock, for the worker's own gate decisions
+    granted: int  # iterations newly granted from the global budget
+    clock: int  # the worker's own clock (meaningful on join)
+    lr: float  # the scheduled learning rate now, for AGWU's local steps
+
+
+class Snapshot(NamedTuple):
+    """Global weights and buffers at a moment, for off-path evaluation."""
+
+    weights: np.ndarray
+    buffers: np.ndarray | None
+    iterations: int
+    samples: int
+    version: int
+    time: float
+
+
+@dataclass
+class Status:
+    """The server's counters, as the driver polls them."""
+
+    iterations: int  # gradients applied: the budget spent
+    samples: int
+    updates: int  # global versions
+    loss: float | None  # moving average of the pushed losses
+    max_staleness_observed: int  # what the bound S bounds
+    max_version_lag: int  # global updates between a push's pull and its application
+    staleness_histogram: dict[str, int] = field(default_factory=dict)
+    version_lag_histogram: dict[str, int] = field(default_factory=dict)
+    clocks: dict[int, int] = field(default_factory=dict)
+    live_workers: list[int] = field(default_factory=list)
+    budget_remaining: int = 0
+
+
+# --------------------------------------------------------------------------- modules
+def params_to_vector(model: nn.Module) -> np.ndarray:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
+
+
+def buffers_to_vector(model: nn.Module) -> np.ndarray | None:
+    """All of a model's buffers as one float32 vector (counters included: float32 holds
+    integers exactly up to 2**24), or None for a model without buffers."""
+    buffers = list(model.buffers())
+    if not buffers:
+        return None
+    return torch.cat([b.detach().reshape(-1).float() for b in buffers]).numpy()
+
+
+def load_into(model: nn.Module, weights: np.ndarray, buffers: np.ndarray | None = None) -> None:
+    """Copy flat vectors into the model's parameters and buffers (the vectors may be
+    read-only)."""
+    _copy_into(list(model.parameters()), _as_tensor(weights), "parameters")
+    if buffers is not None:
+        _copy_into(list(model.buffers()), _as_tensor(buffers), "buffer values")
+
+
+def _copy_into(tensors: list[torch.Tensor], flat: torch.Tensor, what: str) -> None:
+    total = sum(t.numel() for t in tensors)
+    if total != flat.numel():
+        raise ValueError(f"vector has {flat.numel()} values, model has {total} {what}")
+    with torch.no_grad():
+        offset = 0
+        for t in tensors:
+            n = t.numel()
+            piece = flat[offset:offset + n].view(t.shape)
+            t.copy_(piece.round() if not t.is_floating_point() else piece)
+            offset += n
+
+
+def _as_tensor(vector: np.ndarray) -> torch.Tensor:
+    vector = np.asarray(vector, dtype=np.float32)
+    if not vector.flags.writeable:  # arrays that arrive through Ray are read-only
+        vector = vector.copy()
+    return torch.from_numpy(vector)
+
+
+def weighted_mean(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """The buffers of a BSP round: their mean weighted by each push's samples."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (np.stack(vectors) * (w / w.sum())[:, None]).sum(0).astype(np.float32)
+
+
+class FlatModel:
+    """Re-homes a model's parameters and gradients into two contiguous buffers, so that loading
+    weights is one copy and a gradient is ready to send without flattening.
+
+    Backward accumulates into an existing `.grad` in place, so the gradient views stay inside
+    the buffer; `zero_grad` must therefore zero the buffer rather than set grads to None.
+    """
+
+    def __init__(self, model: nn.Module):
+        params = list(model.parameters())
+        n = sum(p.numel() for p in params)
+        self.model = model
+        self.weights = torch.empty(n)
+        self.grads = torch.zeros(n)
+        self.has_buffers = any(True for _ in model.buffers())
+        offset = 0
+        with torch.no_grad():
+            for p in params:
+                k = p.numel()
+                self.weights[offset:offset + k].copy_(p.reshape(-1))
+                p.data = self.weights[offset:offset + k].view_as(p)
+                p.grad = self.grads[offset:offset + k].view_as(p)
+                offset += k
+
+    def load(self, weights: np.ndarray, buffers: np.ndarray | None = None) -> None:
+        self.weights.copy_(_as_tensor(weights))
+        if buffers is not None:
+            _copy_into(list(self.model.buffers()), _as_tensor(buffers), "buffer values")
+
+    def zero_grad(self) -> None:
+        self.grads.zero_()
+
+    def grad_vector(self) -> np.ndarray:
+        """The gradient buffer itself (no copy): valid until the next backward."""
+        return self.grads.numpy()
+
+    def buffer_vector(self) -> np.ndarray | None:
+        """A fresh copy of the buffers, or None for a model without any."""
+        return buffers_to_vector(self.model) if self.has_buffers else None

@@ -1,0 +1,139 @@
+"""The run folder, and saving and loading weights and run checkpoints. Files are written atomically (temporary
+file, fsync, rename) and read with `torch.load(..., weights_only=True)`, so a crash never
+leaves half a file and a checkpoint can never execute code.
+
+A run checkpoint holds what a resumed run needs to continue where the saved one was: the
+server's state (global weights, optimizer state, version, clocks, staleness counters), the
+allocator's (the epoch's remaining data, measured rates, its RNG state) and the driver's
+(elapsed time, best accuracy, how many metrics records belong to the saved state).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hetsync.config import FLAT
+from hetsync.errors import ConfigError, HetsyncError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
+# controller's own state
+FORMAT = 3
+# The settings that define what is trained: a checkpoint continues only a run that had the
+# same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
+# lives) may change between the saved run and the resumed one.
+IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "batch_size",
+            "lr", "lr_schedule", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
+            "seed", "synthetic_samples")
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_weights(path: str | os.PathLike) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise HetsyncError(f"checkpoint {path} does not exist") from e
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise HetsyncError(f"checkpoint {path} is corrupt or not a weights file: "
+                           f"{str(e).splitlines()[0]}") from e
+
+
+def identity(cfg) -> dict[str, Any]:
+    d = cfg.to_dict()
+    return {k: d[FLAT[k][0]][FLAT[k][1]] for k in IDENTITY}
+
+
+@dataclass
+class Checkpoint:
+    identity: dict[str, Any]
+    num_params: int
+    server: dict  # ParameterServer.state_dict(), weights and buffers included
+    allocator: dict  # Allocator.state_dict()
+    elapsed_s: float  # training time up to the save, so wall times continue on resume
+    metrics_lines: int  # records of metrics.jsonl that describe the saved state
+    best_val_accuracy: float | None
+    time_to_target_s: float | None
+    format: int = FORMAT
+
+    @property
+    def iterations(self) -> int:
+        return self.server["applied"]
+
+    def save(self, out_dir: Path) -> None:
+        save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)
+
+
+class CheckpointSchedule:
+    """A checkpoint every `every` iterations (0: never), counted from where a resumed run
+    starts."""
+
+    def __init__(self, every: int, start: int = 0):
+        self.every = every
+        self.next = (start // every + 1) * every if every else None
+
+    def due(self, iterations: int) -> bool:
+        return self.next is not None and iterations >= self.next
+
+    def saved(self, iterations: int) -> None:
+        self.next = (iterations // self.every + 1) * self.every
+
+
+def prepare_out(cfg, num_params: int) -> Checkpoint | None:
+    """Settle the output folder before any work: the checkpoint to resume from, a fresh start,
+    or a refusal that leaves another run's files untouched."""
+    out = cfg.output.out_dir
+    if out is None:
+        return None
+    if cfg.faults.resume is not None:
+        if (out / "summary.json").exists():
+            raise ConfigError(f"the run in {out} has finished; there is nothing to resume")
+        return load_checkpoint(out, cfg, num_params)
+    files = [out / name for name in ("summary.json", "metrics.jsonl", CHECKPOINT_FILE)]
+    if any(f.exists() for f in files):
+        if not cfg.output.overwrite:
+            raise ConfigError(f"--out {out} holds another run; pass --resume {out} to continue "
+                              "it, --overwrite to replace it, or choose another folder")
+        for f in files:
+            f.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
+    """The checkpoint in `out_dir`, refused with a one-line error when it is missing, corrupt,
+    or from a run with other settings or another model."""
+    path = out_dir / CHECKPOINT_FILE
+    if not path.exists():
+        raise ConfigError(f"--resume {out_dir}: there is no {CHECKPOINT_FILE} to resume from "
+                          "(checkpoints need --out and --checkpoint-every)")
+    raw = load_weights(path)
+    try:
+        ckpt = Checkpoint(**raw)
+        ckpt.iterations  # noqa: B018  (a checkpoint without server state is corrupt)
+    except (TypeError, KeyError):
+        raise ConfigError(f"{path} is not a hetsync checkpoint") from None
+    if ckpt.format != FORMAT:
+        raise ConfigError(f"{path} has format {ckpt.format}; this hetsync reads {FORMAT}")
+    ours = identity(cfg)
+    differ = [f"{k} {ckpt.identity.get(k)!r} there, {ours[k]!r} here" for k in IDENTITY
+              if ckpt.identity.get(k) != ours[k]]
+    if differ:
+        raise ConfigError(f"the checkpoint in {out_dir} is from a run with other settings: "
+                          + "; ".join(differ))
+    if ckpt.num_params != num_params:
+        raise ConfigError(f"the checkpoint in {out_dir} holds {ckpt.num_params} parameters; "
+                          f"this model has {num_params}")
+    return ckpt

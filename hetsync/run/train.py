@@ -1,0 +1,329 @@
+"""The training run, top to bottom: data, model, actors, the driver loop, the results.
+
+The driver starts one parameter-server actor (which also hosts the data allocator) and N
+worker actors, lets the workers train until the global budget is spent, and meanwhile has
+the server's weight snapshots evaluated on a thread of its own, so that validation never
+stalls a worker. It writes the checkpoints and handles the faults (docs/reliability.md): a
+dead worker is left behind or restarted, a dead server is restarted from the last
+checkpoint. What to do is decided by plain policies (`faults`, `checkpoint`, `evaluation`);
+the actors are reached only through the typed handles of `hetsync.cluster`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hetsync.cluster.clients import ServerLost, WorkerLost
+from hetsync.cluster.handles import ServerHandle, WorkerPool
+from hetsync.cluster.runtime import ray_session
+from hetsync.config import TrainConfig
+from hetsync.core.wire import Snapshot, buffers_to_vector, load_into, params_to_vector
+from hetsync.core.worker import PushPolicy, WorkerReport
+from hetsync.data import load_dataset
+from hetsync.emulation import emulated_cluster
+from hetsync.errors import ClusterError, ConfigError, DivergedError
+from hetsync.models import build_model, resolve_model
+from hetsync.run.checkpoint import (
+    Checkpoint,
+    CheckpointSchedule,
+    identity,
+    prepare_out,
+    save_atomic,
+)
+from hetsync.run.evaluation import EvaluationQueue, Evaluator
+from hetsync.run.faults import Decision, FaultPlan, RestartPolicy
+from hetsync.run.metrics import MetricsLog, Progress, write_json_atomic
+from hetsync.run.summary import build_summary
+
+
+@dataclass
+class TrainResult:
+    summary: dict[str, Any]
+    model: nn.Module
+    metrics: list[dict] = field(default_factory=list)
+    worker_reports: list[Any] = field(default_factory=list)
+
+
+def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
+    """Train with a TrainConfig, or with keyword arguments named like the CLI flags."""
+    cfg = config if config is not None else TrainConfig.from_flat(**settings)
+    tr = cfg.training
+    train_data, val_data = load_dataset(cfg)
+    shard = len(train_data) // tr.workers
+    if tr.batch_size > shard:
+        raise ConfigError(f"--batch-size {tr.batch_size} is larger than a worker's share of the "
+                          f"data ({shard} of {len(train_data)} samples); lower it or use fewer "
+                          "workers")
+    factory = resolve_model(tr.model)
+    model = build_model(factory, tr.seed)
+    resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()))
+    cluster = emulated_cluster(cfg, model, train_data)
+    cores = os.cpu_count() or 1
+    if tr.workers * tr.threads_per_worker > cores:
+        warnings.warn(f"{tr.workers} workers x {tr.threads_per_worker} threads exceed the "
+                      f"{cores} cores of this machine: workers will share cores", stacklevel=2)
+
+    out = cfg.output.out_dir
+    log = MetricsLog(out / "metrics.jsonl" if out else None,
+                     keep=resume.metrics_lines if resume else None)
+    progress = Progress(tr.iterations, enabled=cfg.output.progress)
+    evaluation = EvaluationQueue(Evaluator(factory, val_data), cfg.output.target_accuracy,
+                                 cfg.output.defer_eval,
+                                 resume.best_val_accuracy if resume else None,
+                                 resume.time_to_target_s if resume else None)
+    threads = torch.get_num_threads()  # the evaluation thread sets its own: leave ours as found
+    try:
+        with ray_session(cfg.cluster.address, tr.workers * tr.threads_per_worker):
+            driver = Driver(cfg, cluster, log, progress, evaluation, resume)
+            try:
+                driver.start(factory, model, train_data)
+                summary, final = driver.drive()
+            finally:  # also on errors, so that a caller's own Ray instance is left clean
+                driver.stop()
+    finally:
+        progress.close()
+        log.close()
+        evaluation.close()
+        torch.set_num_threads(threads)
+    load_into(model, final.weights, final.buffers)
+    if out is not None:
+        write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(out / "timeline.json", {
+            str(r.worker): [(kind, round(t0 - summary["start_time"], 4),
+                             round(t1 - summary["start_time"], 4)) for kind, t0, t1 in r.timeline]
+            for r in driver.reports})
+        save_atomic(model.state_dict(), out / "model.pt")
+    return TrainResult(summary, model, log.records, driver.reports)
+
+
+def server_arguments(cfg: TrainConfig, model: nn.Module, samples: int,
+                     policy: PushPolicy) -> dict[str, Any]:
+    """The server actor's arguments: the ParameterServer's and the Allocator's."""
+    tr, up = cfg.training, cfg.update
+    return dict(
+        server=dict(weights=params_to_vector(model), buffers=buffers_to_vector(model),
+                    workers=tr.workers, bound=cfg.consistency.bound,
+                    barrier=cfg.consistency.sync == "bsp", lr=up.lr, momentum=up.momentum,
+                    batch_size=tr.batch_size, iterations=tr.iterations,
+                    eval_every=cfg.output.eval_every, update=up.rule, gamma=up.gamma,
+                    steps_per_push=max(1, policy.local_steps), lr_schedule=up.lr_schedule,
+                    lease=2 * policy.gradients),
+        allocation=dict(n_samples=samples, workers=tr.workers, batch_size=tr.batch_size,
+                        mode=cfg.allocation.mode, seed=tr.seed))
+
+
+def start_workers(cfg: TrainConfig, cluster, factory, train_data) -> WorkerPool:
+    tr = cfg.training
+    return WorkerPool(tr.workers, tr.threads_per_worker, cfg.faults.max_restarts,
+                      cfg.cluster.timeout_s, train_data,
+                      [cluster.pacer(i) for i in range(tr.workers)], model_factory=factory,
+                      seed=tr.seed, momentum=cfg.update.momentum)
+
+
+class Driver:
+    """The driver's side of a run: it starts the actors, polls the server, feeds the
+    evaluation, writes metrics and checkpoints, and acts on lost workers and a lost server."""
+
+    def __init__(self, cfg: TrainConfig, cluster, log: MetricsLog, progress: Progress,
+                 evaluation: EvaluationQueue, resume: Checkpoint | None,
+                 server_type=ServerHandle, pool_factory=start_workers):
+        """`server_type` and `pool_factory` make the actors; tests pass in-process fakes."""
+        self.cfg, self.cluster, self.log, self.progress = cfg, cluster, log, progress
+        self.server_type, self.pool_factory = server_type, pool_factory
+        self.evaluation = evaluation
+        self.checkpoint = resume  # the last one saved: a lost server restarts from it
+        self.resumed_from = resume.iterations if resume else None
+        self.t0 = time.time()  # set again once the actors are up: the clock starts there
+        every = cfg.faults.checkpoint_every if cfg.output.out_dir else 0
+        self.schedule = CheckpointSchedule(every, self.resumed_from or 0)
+        self.faults = FaultPlan(cfg.faults.worker_kills, cfg.faults.server_kill)
+        self.restarts = RestartPolicy(cfg.training.workers, cfg.faults.max_restarts)
+        c = cfg.consistency
+        self.policy = PushPolicy.choose(c.sync, c.bound, cfg.training.workers, cfg.update.rule,
+                                        cfg.update.local_steps)
+        self.server, self.pool = None, None  # started by `start`
+        self.reports: list[WorkerReport] = []
+        self.iterations_lost = self.allocations_seen = 0
+
+    def _now(self) -> float:
+        return round(time.time() - self.t0, 3)
+
+    # ------------------------------------------------------------------ actors
+    def start(self, factory, model: nn.Module, train_data) -> None:
+        self.server_args = server_arguments(self.cfg, model, len(train_data), self.policy)
+        self.pool = self.pool_factory(self.cfg, self.cluster, factory, train_data)
+        self._start_server()
+        self.t0 = time.time() - (self.checkpoint.elapsed_s if self.checkpoint else 0.0)
+        if self.checkpoint is not None:
+            last = max((r.get("iterations", 0) for r in self.log.dropped), default=0)
+            self.iterations_lost = max(0, last - self.checkpoint.iterations)
+            self.log.write("membership", event="resumed", wall_time_s=self._now(),
+                           iterations=self.checkpoint.iterations,
+                           iterations_lost=self.iterations_lost)
+
+    def _start_server(self) -> None:
+        """A parameter server and a data allocator: fresh, or from the last checkpoint."""
+        ckpt = self.checkpoint
+        self.server = self.server_type(self.cfg.cluster.timeout_s, **self.server_args,
+                                   state=ckpt.server if ckpt else None,
+                                   allocation_state=ckpt.allocator if ckpt else None)
+        self.allocations_seen = 0
+        for w in self.restarts.gone:  # workers gone for good hold no one back
+            self.server.lose(w)
+
+    def _launch(self, workers) -> None:
+        for w in workers:
+            self.pool.launch(w, self.server, self.cfg.consistency.bound, self.policy,
+                             w in self.cfg.emulation.hogged)
+
+    def stop(self) -> None:
+        for handle in (self.server, self.pool):
+            if handle is not None:
+                handle.kill()
+
+    # ------------------------------------------------------------------ the loop
+    def drive(self) -> tuple[dict, Snapshot]:
+        workers = self.cfg.training.workers
+        survivors = range(workers)
+        while survivors:
+            self._launch(survivors)
+            self.status = self.server.status()
+            while self.pool.runs:
+                try:
+                    self._poll()
+                except ServerLost:
+                    self._restart_server()
+            # A worker lost after the others had finished gave its unused iterations back:
+            # the survivors go back to work for them.
+            survivors = self.restarts.live(workers) if self.status.budget_remaining else []
+        return self._finish()
+
+    def _poll(self) -> None:
+        for w in self.faults.workers_due(self.status):
+            self.pool.sigkill(w)
+        if self.faults.server_due(self.status):
+            self.status = self.server.status()  # fresh figures, so lost iterations are counted
+            self.server.sigkill()
+        for w, outcome in self.pool.poll():
+            self._run_ended(w, outcome)
+        self.status = s = self.server.status()
+        self.evaluation.add(self.server.take_snapshots())
+        self._log_evaluations(block=False)
+        for change in self.server.allocation_changes(self.allocations_seen):
+            self.log.write("allocation", wall_time_s=self._now(), iterations=s.iterations,
+                           **change)
+            self.allocations_seen += 1
+        if self.schedule.due(s.iterations):
+            self._checkpoint()
+        self.progress.update(time.time() - self.t0, s.iterations, s.samples,
+                             self.evaluation.last, s.loss, s.max_staleness_observed)
+
+    def _log_evaluations(self, block: bool) -> None:
+        for r in self.evaluation.results(self.t0, block):
+            self.log.write("eval", **r,
+                           ideal_samples_per_s=self.cluster.ideal_samples_per_s(r["wall_time_s"]))
+
+    def _run_ended(self, worker: int, outcome: WorkerReport | ClusterError) -> None:
+        if isinstance(outcome, WorkerReport):
+            self.reports.append(outcome)
+        elif isinstance(outcome, WorkerLost):
+            self._worker_died(worker)
+        elif isinstance(outcome, ServerLost) or not self.server.alive():
+            raise ServerLost("the parameter server died") from outcome
+        else:
+            raise outcome  # a worker that failed (diverged, broke) stops the run now
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self) -> None:
+        self._log_evaluations(block=True)  # the evaluations the checkpoint's metrics hold
+        state = self.server.state_dict()
+        it = state["server"]["applied"]
+        if not bool(state["server"]["weights"].isfinite().all()):
+            raise DivergedError(f"the global weights became non-finite by iteration {it}; lower "
+                                f"--lr (the last good checkpoint stays in "
+                                f"{self.cfg.output.out_dir})")
+        # The file first, then the record that announces it: a crash between the two loses
+        # only the record, never a checkpoint that metrics.jsonl says was saved.
+        ckpt = Checkpoint(identity=identity(self.cfg),
+                          num_params=state["server"]["weights"].numel(),
+                          server=state["server"], allocator=state["allocator"],
+                          elapsed_s=time.time() - self.t0,
+                          metrics_lines=len(self.log.records) + 1,
+                          best_val_accuracy=self.evaluation.best,
+                          time_to_target_s=self.evaluation.time_to_target)
+        ckpt.save(self.cfg.output.out_dir)
+        self.log.write("checkpoint", wall_time_s=self._now(), iterations=it)
+        self.checkpoint = ckpt
+        self.schedule.saved(it)
+
+    # ------------------------------------------------------------------ faults
+    def _worker_died(self, w: int) -> None:
+        """The survivors go on without it (docs/consistency.md); with restarts left, Ray
+        restarts its process and it rejoins at the slowest live clock."""
+        self.log.write("membership", event="worker_lost", worker=w, wall_time_s=self._now(),
+                       iterations=self.status.iterations, clock=self.status.clocks[w])
+        self.server.lose(w)
+        if self.restarts.worker_lost(w) is Decision.LEAVE_BEHIND:
+            return
+        self.pool.await_restart(w)
+        self._launch([w])
+        self.log.write("membership", event="worker_restarted", worker=w,
+                       wall_time_s=self._now(), iterations=self.status.iterations)
+
+    def _restart_server(self) -> None:
+        """Start a server and an allocator from the last checkpoint and send the workers back
+        to work; the iterations since that checkpoint are lost and counted."""
+        ckpt = self.checkpoint
+        at = max(self.status.iterations, ckpt.iterations if ckpt else 0)  # at least
+        self.log.write("membership", event="server_lost", wall_time_s=self._now(), iterations=at)
+        why = self.restarts.server_lost(at, ckpt is not None)
+        if why is not None:
+            raise ClusterError(why)
+        # Each worker's next call to the dead server fails; wait until every run has ended.
+        dead = []
+        for w, outcome in self.pool.finish_all():
+            if isinstance(outcome, WorkerReport):
+                self.reports.append(outcome)
+            elif isinstance(outcome, WorkerLost):
+                dead.append(w)  # the worker died too
+        self.server.kill()  # and the allocator it hosts
+        self.evaluation.forget()  # snapshots of the lost timeline
+        self._start_server()
+        lost = max(0, at - ckpt.iterations)
+        self.iterations_lost += lost
+        self.log.write("membership", event="server_restarted", wall_time_s=self._now(),
+                       iterations=ckpt.iterations, iterations_lost=lost)
+        self.status = self.server.status()
+        self._launch([w for w in self.restarts.live(self.cfg.training.workers) if w not in dead])
+        for w in dead:
+            self._worker_died(w)
+
+    # ------------------------------------------------------------------ the results
+    def _finish(self) -> tuple[dict, Snapshot]:
+        wall = time.time() - self.t0
+        # The final evaluation of the final weights, after the clock has stopped.
+        status, final = self.server.status(), self.server.final()
+        self._log_evaluations(block=True)
+        loss, acc = self.evaluation.final(final)
+        self.log.write("final", wall_time_s=round(wall, 3), iterations=status.iterations,
+                       updates=status.updates, samples=status.samples, val_loss=loss,
+                       val_accuracy=acc)
+        self.progress.update(wall, status.iterations, status.samples, acc, status.loss,
+                             status.max_staleness_observed, force=True)
+        self.reports = WorkerReport.merge(self.reports)
+        summary = build_summary(
+            self.cfg, status, self.reports, wall, (loss, acc), self.evaluation.best,
+            self.evaluation.time_to_target, self.cluster, self.log.records,
+            run={"workers_lost": self.restarts.gone, "worker_nodes": self.pool.nodes(),
+                 "worker_restarts": self.restarts.worker_restarts,
+                 "server_restarts": self.restarts.server_restarts,
+                 "resumed_from_iterations": self.resumed_from,
+                 "iterations_lost": self.iterations_lost, "start_time": self.t0})
+        return summary, final

@@ -1,0 +1,105 @@
+"""IDPA: proportional batches, incremental rebalancing, and no lost or duplicated samples."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hetsync.core.partitioning import Allocator, ShardSampler, proportional_batches
+
+
+def test_proportional_batches_sum_exactly_and_follow_speed():
+    b = proportional_batches(256, [4.0, 4.0, 2.0, 1.0])
+    assert sum(b) == 256 and abs(b[0] - b[1]) <= 1 and b[1] > b[2] > b[3] >= 1
+    assert abs(b[0] / b[3] - 4) < 0.2
+    assert proportional_batches(4, [100.0, 1.0, 1.0, 1.0]) == [1, 1, 1, 1]
+
+
+def test_probe_is_equal_then_shares_follow_measured_speed():
+    a = Allocator(10_000, workers=4, batch_size=64, mode="idpa", seed=0)
+    assert [a.next_chunk(w).batch_size for w in range(4)] == [64] * 4  # the probe
+    for w, rate in enumerate([400.0, 400.0, 200.0, 100.0]):
+        a.report(w, samples=64 * 8, seconds=64 * 8 / rate)
+    batches = [a.next_chunk(w).batch_size for w in range(4)]
+    assert sum(batches) == 256 and batches[0] > 2.5 * batches[3]
+    assert len(a.changes) == 1
+    a.report(3, samples=100, seconds=100 / 100.0)  # unchanged speed: no churn
+    assert len(a.changes) == 1
+    for _ in range(4):  # worker 3 slows down 4x (interference): its share shrinks
+        a.report(3, samples=100, seconds=100 / 25.0)
+    assert len(a.changes) >= 2 and a.batches[3] < batches[3] / 2
+
+
+def test_uniform_mode_never_rebalances():
+    a = Allocator(1000, workers=2, batch_size=16, mode="uniform", seed=0)
+    a.report(0, 100, 0.1)
+    a.report(1, 100, 10.0)
+    assert a.batches == {0: 16, 1: 16} and not a.changes
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.floats(1.0, 1000.0)), min_size=1, max_size=200),
+       st.integers(0, 2))
+def test_each_epoch_hands_out_every_sample_exactly_once(events, leaver):
+    """Workers draw chunks at random speeds while shares change and one worker leaves
+    mid-way, handing back what it did not consume: within each completed epoch every sample
+    is consumed exactly once."""
+    n = 500
+    a = Allocator(n, workers=3, batch_size=8, mode="idpa", seed=1, chunk_iterations=2,
+                  probe_iterations=1)
+    consumed: dict[int, list] = {}
+    held = {w: [] for w in range(3)}
+    for step, (w, rate) in enumerate(events):
+        if w == leaver and step == len(events) // 2 and w in a.members.live:
+            for indices, epoch in held[w]:
+                a.give_back(w, indices, epoch)
+            a.members.leave(w)
+            held[w] = []
+            continue
+        if w not in a.members.live:
+            continue
+        a.report(w, 16, 16 / rate)
+        chunk = a.next_chunk(w)
+        # consume half now, hold the rest (unconsumed, as a real worker's queue would)
+        half = len(chunk.indices) // 2
+        consumed.setdefault(chunk.epoch, []).extend(chunk.indices[:half].tolist())
+        held[w].append((chunk.indices[half:], chunk.epoch))
+    for w in a.members.live:  # the end: everyone consumes what it holds
+        for indices, epoch in held[w]:
+            consumed.setdefault(epoch, []).extend(indices.tolist())
+    for epoch, items in consumed.items():
+        assert len(items) == len(set(items)), f"duplicate within epoch {epoch}"
+        if epoch < a.epoch:
+            assert sorted(items) == list(range(n)), f"epoch {epoch} lost samples"
+
+
+def test_a_lost_workers_unreported_samples_return_to_the_pool():
+    a = Allocator(200, workers=2, batch_size=10, mode="uniform", seed=0, probe_iterations=2,
+                  chunk_iterations=2)
+    first = a.next_chunk(1)  # 20 samples
+    a.report(1, samples=10, seconds=0.1)  # 10 of them consumed and reported
+    second = a.next_chunk(1)
+    a.members.leave(1)  # the server's membership, which the allocator reads
+    a.reclaim(1)
+    handed = []
+    while a.epoch == 0:
+        chunk = a.next_chunk(0)
+        if chunk.epoch == 0:
+            handed.extend(chunk.indices.tolist())
+    expected = set(range(200)) - set(first.indices[:10].tolist())
+    assert set(handed) == expected and len(handed) == len(expected)
+    assert len(second.indices) == 20
+
+
+def test_the_live_set_is_shared_and_a_departure_reshares_the_global_batch():
+    a = Allocator(1000, workers=3, batch_size=10, mode="idpa", seed=0)
+    for w, rate in enumerate([300.0, 200.0, 100.0]):
+        a.report(w, samples=80, seconds=80 / rate)
+    assert sum(a.batches.values()) == 30
+    a.members.leave(2)
+    assert a.next_chunk(0).batch_size == 18 and a.batches[1] == 12  # 30 split 3:2
+    a.members.join(2)
+    assert a.next_chunk(2).batch_size == 5  # back, with its last measured rate
+
+
+def test_shard_sampler_covers_its_shard_each_epoch():
+    s = ShardSampler(20, rank=1, workers=4, batch=5, seed=0)
+    assert sorted(s.next().tolist()) == [1, 5, 9, 13, 17]

@@ -1,0 +1,30 @@
+"""Update rules: AGWU's merge and attenuation."""
+
+import numpy as np
+import pytest
+import torch
+
+from hetsync.core.updates import AgwuRule
+
+
+def test_agwu_attenuates_stale_contributions_as_the_formula_says():
+    w = torch.nn.Parameter(torch.zeros(3))
+    rule = AgwuRule(w, gamma=0.5)
+    replica = np.ones(3, np.float32)
+    coef = rule.apply(replica, 64, lag=0, worker=0, accuracy=None, live={0, 1})
+    assert coef == pytest.approx(0.5)  # b_j = 1/N until both have reported an accuracy
+    np.testing.assert_allclose(w.detach().numpy(), 0.5)
+    rule.accuracy = {0: 0.9, 1: 0.6}
+    before = w.detach().clone()
+    coef = rule.apply(replica * 3, 64, lag=2, worker=1, accuracy=0.6, live={0, 1})
+    assert coef == pytest.approx(0.5 ** 2 * 0.6 / 1.5)  # gamma**lag * acc_j / sum(acc)
+    np.testing.assert_allclose(w.detach().numpy(), before + coef * (3 - before), rtol=1e-6)
+
+
+def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
+    w = torch.nn.Parameter(torch.zeros(2))
+    rule = AgwuRule(w, gamma=0.9)
+    rule.apply_round([(0, np.array([1.0, 1.0], np.float32), 64, 0.75),
+                      (1, np.array([3.0, 3.0], np.float32), 64, 0.25)])
+    np.testing.assert_allclose(w.detach().numpy(), [1.5, 1.5])
+

@@ -1,0 +1,122 @@
+"""The worker's gradient buffers and its training loop against an in-process server."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hetsync.core.partitioning import Allocator
+from hetsync.core.server import ParameterServer
+from hetsync.core.wire import FlatModel, load_into, params_to_vector
+from hetsync.core.worker import PushPolicy, Worker, run_worker
+from hetsync.data import synthetic
+from hetsync.models import LeNet5, build_model
+from hetsync.run.evaluation import evaluate
+
+
+class LocalClient:
+    """The server client interface over a plain ParameterServer, in one thread: the same
+    protocol methods the actor calls, with nothing to wait for (one worker)."""
+
+    def __init__(self, ps):
+        self.ps = ps
+
+    def join(self, worker):
+        return self.ps.join(worker)
+
+    def _settle(self, awaiting):
+        assert awaiting.ready(), awaiting.blocker()
+        return awaiting.reply()
+
+    def push(self, worker, contributions):
+        # copies: the worker reuses its gradient buffer, where Ray would have sent the bytes
+        return self._settle(self.ps.push(worker, [c._replace(payload=c.payload.copy())
+                                                  for c in contributions]))
+
+    def wait_until_allowed(self, worker, clock):
+        return self._settle(self.ps.wait_until_allowed(worker, clock))
+
+    def get(self, handle):
+        return handle
+
+    def leave(self, worker):
+        self.ps.leave(worker)
+
+
+def test_flat_buffers_hold_the_true_gradient():
+    data = synthetic(16, seed=3)
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    reference = build_model(LeNet5, 0)
+    F.cross_entropy(reference(x), y).backward()
+    model = build_model(LeNet5, 0)
+    flat = FlatModel(model)
+    for _ in range(2):  # the second pass checks that zeroing keeps grads inside the buffer
+        flat.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()]).numpy()
+    np.testing.assert_allclose(flat.grad_vector(), expected, rtol=1e-5, atol=1e-7)
+    flat.load(np.zeros_like(flat.grad_vector()))
+    assert all(float(p.detach().abs().sum()) == 0 for p in model.parameters())
+
+
+class LocalAllocator:
+    def __init__(self, allocator):
+        self.allocator = allocator
+
+    def next_chunk(self, worker, samples, seconds):
+        self.allocator.report(worker, samples, seconds)
+        return self.allocator.next_chunk(worker)
+
+    def give_back(self, worker, indices, epoch):
+        self.allocator.give_back(worker, indices, epoch)
+
+    def get(self, handle):
+        return handle
+
+
+def test_run_worker_spends_exactly_the_budget_and_learns():
+    data = synthetic(512, seed=0)
+    model = build_model(LeNet5, 0)
+    ps = ParameterServer(weights=params_to_vector(model), workers=1, bound=3, barrier=False,
+                         lr=0.05, momentum=0.5, batch_size=32, iterations=60, eval_every=20)
+    alloc = Allocator(512, workers=1, batch_size=32, mode="idpa", seed=0)
+    worker = Worker(0, LeNet5, data, seed=0)
+    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=3,
+                        policy=PushPolicy(gradients=2, overlap=True))
+    assert report.iterations == 60 and ps.applied == 60 and ps.budget.remaining == 0
+    # gradients travel in pairs: the second of each pair was computed before the first was
+    # applied (this in-process client answers each push at once, so nothing else is missed)
+    assert ps.stats.max_staleness == 0 and ps.stats.lag == {0: 30, 1: 30}
+    assert len(ps.take_snapshots()) == 3
+    before = evaluate(model, data)[1]
+    load_into(model, ps.weights())
+    after = evaluate(model, data)[1]
+    assert after > max(0.5, before + 0.3), (before, after)  # chance level is 0.1
+
+
+def test_agwu_worker_pushes_weights_every_k_steps():
+    data = synthetic(512, seed=0)
+    model = build_model(LeNet5, 0)
+    ps = ParameterServer(weights=params_to_vector(model), workers=1, bound=None, barrier=False,
+                         lr=0.05, momentum=0.5, batch_size=32, iterations=40, eval_every=40,
+                         update="agwu", gamma=0.9, steps_per_push=8)
+    alloc = Allocator(512, workers=1, batch_size=32, mode="uniform", seed=0)
+    worker = Worker(0, LeNet5, data, seed=0)  # its local rate comes with the server's replies
+    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=None,
+                        policy=PushPolicy(local_steps=8))
+    assert report.iterations == 40 and ps.applied == 40 and ps.version == 5
+    # one worker, lag 0, b = 1: the merge adopts the replica, so server == worker weights
+    np.testing.assert_allclose(ps.weights(), worker.flat.weights.numpy(), rtol=1e-6)
+
+
+def test_gradients_travel_in_pairs_only_where_the_extra_lag_fits_the_bound():
+    def policy(workers, sync, bound, update="sgd"):
+        return PushPolicy.choose(sync, bound, workers, update, local_steps=8)
+
+    assert policy(1, "ssp", 3).gradients == 2
+    assert policy(4, "ssp", 3).gradients == 1
+    assert policy(1, "asp", None).gradients == 1
+    assert policy(1, "bsp", 0).gradients == 1
+    assert policy(1, "ssp", 3, "agwu") == PushPolicy(1, False, 8)
+    # a push in flight during the next gradient only where 2N-1 versions fit the bound
+    assert policy(2, "ssp", 3).overlap and not policy(3, "ssp", 3).overlap
+    assert not policy(2, "asp", None).overlap

@@ -1,0 +1,54 @@
+"""Snapshots evaluated off the training path: in order, timed by their snapshot, with the
+best accuracy and the first crossing of the target tracked."""
+
+import numpy as np
+import torch
+
+from hetsync.core.wire import Snapshot, params_to_vector
+from hetsync.data import synthetic
+from hetsync.models import LeNet5, build_model
+from hetsync.run.evaluation import EvaluationQueue, Evaluator, evaluate
+
+
+class Scripted:
+    """An evaluator that answers a fixed accuracy per snapshot (its iterations)."""
+
+    def __init__(self, accuracy):
+        self.accuracy = accuracy
+
+    def evaluate(self, snap):
+        return 1.0 - self.accuracy[snap.iterations], self.accuracy[snap.iterations]
+
+
+def _snap(it, t):
+    return Snapshot(np.zeros(1, np.float32), None, it, it * 10, it, t)
+
+
+def test_results_come_in_order_with_their_snapshot_times_and_the_target_crossing():
+    queue = EvaluationQueue(Scripted({1: 0.5, 2: 0.95, 3: 0.9}), target=0.9, deferred=False)
+    queue.add([_snap(1, 101.0), _snap(2, 102.5), _snap(3, 104.0)])
+    records = queue.results(t0=100.0, block=True)
+    assert [(r["iterations"], r["wall_time_s"]) for r in records] == [(1, 1.0), (2, 2.5),
+                                                                       (3, 4.0)]
+    assert queue.best == 0.95 and queue.time_to_target == 2.5 and queue.last == 0.9
+    queue.close()
+
+
+def test_deferred_snapshots_wait_until_asked_and_a_lost_timeline_is_forgotten():
+    queue = EvaluationQueue(Scripted({1: 0.5, 2: 0.6}), target=0.9, deferred=True)
+    queue.add([_snap(1, 1.0)])
+    assert queue.results(t0=0.0) == []  # nothing evaluated while training
+    queue.forget()
+    queue.add([_snap(2, 2.0)])
+    assert [r["iterations"] for r in queue.results(t0=0.0, block=True)] == [2]
+    assert queue.time_to_target is None
+    queue.close()
+
+
+def test_the_evaluator_loads_a_snapshot_and_restores_the_thread_count_it_found():
+    data = synthetic(64, seed=0)
+    model = build_model(LeNet5, 0)
+    ev = Evaluator(LeNet5, data)
+    snap = Snapshot(params_to_vector(model), None, 0, 0, 0, 0.0)
+    assert ev.evaluate(snap) == evaluate(model, data)
+    assert ev.model.training and torch.get_num_threads() >= 1

@@ -1,0 +1,160 @@
+"""The driver loop with in-process fakes of the actors: real ParameterServer, Allocator and
+worker loop, no Ray. Workers run one after another when launched, so the runs use ASP (no
+worker waits for another)."""
+
+import numpy as np
+
+from hetsync.cluster.clients import WorkerLost
+from hetsync.config import TrainConfig
+from hetsync.core.consistency import Membership
+from hetsync.core.partitioning import Allocator
+from hetsync.core.server import ParameterServer
+from hetsync.core.worker import Worker, WorkerReport, run_worker
+from hetsync.data import load_dataset
+from hetsync.emulation import EmulatedCluster
+from hetsync.models import build_model, resolve_model
+from hetsync.run.evaluation import EvaluationQueue, Evaluator
+from hetsync.run.metrics import MetricsLog, Progress
+from hetsync.run.train import Driver
+
+
+class FakeServer:
+    """ServerHandle's interface over the plain objects the server actor hosts."""
+
+    def __init__(self, timeout_s, server, allocation, state=None, allocation_state=None):
+        members = Membership(server["workers"])
+        self.ps = ParameterServer(**server, members=members)
+        self.allocator = Allocator(**allocation, members=members)
+        self.lost = []
+
+    def status(self):
+        return self.ps.status()
+
+    def take_snapshots(self):
+        return self.ps.take_snapshots()
+
+    def final(self):
+        return self.ps.snapshot()
+
+    def allocation_changes(self, since):
+        return self.allocator.changes[since:]
+
+    def lose(self, worker):
+        self.lost.append(worker)
+        self.ps.leave(worker)
+        self.allocator.reclaim(worker)
+
+    def kill(self):
+        pass
+
+
+class LocalServer:
+    def __init__(self, server):
+        self.ps = server.ps
+
+    def join(self, worker):
+        return self.ps.join(worker)
+
+    def push(self, worker, contributions):
+        awaiting = self.ps.push(worker, [c._replace(payload=c.payload.copy())
+                                         for c in contributions])
+        assert awaiting.ready()
+        return awaiting.reply()
+
+    def get(self, handle):
+        return handle
+
+    def leave(self, worker):
+        self.ps.leave(worker)
+
+
+class LocalAllocator:
+    def __init__(self, server):
+        self.allocator = server.allocator
+
+    def next_chunk(self, worker, samples, seconds):
+        self.allocator.report(worker, samples, seconds)
+        return self.allocator.next_chunk(worker)
+
+    def give_back(self, worker, indices, epoch):
+        self.allocator.give_back(worker, indices, epoch)
+
+    def get(self, handle):
+        return handle
+
+
+class FakePool:
+    """Runs a launched worker to its end at once; the first run of each worker in `dies`
+    ends as a lost process instead."""
+
+    def __init__(self, cfg, factory, data, dies=()):
+        self.workers = [Worker(i, factory, data, cfg.training.seed)
+                        for i in range(cfg.training.workers)]
+        self.dies, self.runs, self.launched = set(dies), {}, []
+
+    def launch(self, worker, server, bound, policy, cpu_hog):
+        self.launched.append(worker)
+        if worker in self.dies:
+            self.dies.discard(worker)
+            self.runs[len(self.launched)] = (worker, WorkerLost("the process died"))
+            return
+        report = run_worker(self.workers[worker], LocalServer(server), LocalAllocator(server),
+                            bound, policy)
+        self.runs[len(self.launched)] = (worker, report)
+
+    def poll(self):
+        ended, self.runs = list(self.runs.values()), {}
+        return ended
+
+    def await_restart(self, worker):
+        pass
+
+    def nodes(self):
+        return 1
+
+    def kill(self):
+        pass
+
+
+def _drive(tmp_path, dies=(), **settings):
+    cfg = TrainConfig.from_flat(dataset="synthetic", synthetic_samples=256, batch_size=16,
+                                iterations=40, eval_every=10, workers=3, sync="asp",
+                                progress=False, **settings)
+    train_data, val_data = load_dataset(cfg)
+    factory = resolve_model(cfg.training.model)
+    pool = FakePool(cfg, factory, train_data, dies)
+    log = MetricsLog(None)
+    evaluation = EvaluationQueue(Evaluator(factory, val_data), 0.5, deferred=False)
+    driver = Driver(cfg, EmulatedCluster(None, None, ()), log, Progress(40, enabled=False),
+                    evaluation, None, server_type=FakeServer,
+                    pool_factory=lambda *args: pool)
+    driver.start(factory, build_model(factory, 0), train_data)
+    summary, final = driver.drive()
+    evaluation.close()
+    return summary, final, driver, pool, log
+
+
+def test_the_driver_spends_the_budget_and_reports_every_evaluation(tmp_path):
+    summary, final, driver, pool, log = _drive(tmp_path)
+    assert summary["iterations"] == 40 and pool.launched == [0, 1, 2]
+    assert [r["iterations"] for r in log.records if r["kind"] == "eval"] == [10, 20, 30, 40]
+    assert log.records[-1]["kind"] == "final"
+    assert all(isinstance(r, WorkerReport) for r in driver.reports)
+    np.testing.assert_array_equal(final.weights, driver.server.ps.weights())
+    assert summary["config"]["consistency"]["sync"] == "asp"
+
+
+def test_a_lost_worker_is_removed_then_restarted_and_the_budget_still_completes(tmp_path):
+    summary, _, driver, pool, log = _drive(tmp_path, dies=(0,), max_restarts=1)
+    assert driver.server.lost == [0]  # the server and the allocator were told
+    assert pool.launched.count(0) == 2  # launched again after its restart
+    assert summary["worker_restarts"] == 1 and summary["workers_lost"] == []
+    assert summary["iterations"] == 40
+    events = [r["event"] for r in log.records if r["kind"] == "membership"]
+    assert events == ["worker_lost", "worker_restarted"]
+
+
+def test_a_lost_worker_without_restarts_is_left_behind(tmp_path):
+    summary, _, driver, pool, _ = _drive(tmp_path, dies=(1,))
+    assert summary["workers_lost"] == [1] and pool.launched.count(1) == 1
+    assert summary["iterations"] == 40 and [r["worker"] for r in summary["per_worker"]] == [0, 2]

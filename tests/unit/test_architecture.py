@@ -1,0 +1,86 @@
+"""The package's shape, checked from its source: the wings import only downwards, no module
+imports itself round a circle, no class grows past 200 lines, and only the cluster wing
+calls Ray actors (docs/architecture.md)."""
+
+import ast
+from pathlib import Path
+
+import hetsync
+
+PACKAGE = Path(hetsync.__file__).parent
+# Each module's layer; a module may import only from its own layer or lower ones.
+LAYERS = {
+    "errors": 0, "models": 0, "data": 0, "emulation": 0,
+    "core": 1,
+    "config": 2,
+    "cluster": 3,
+    "run": 4,
+    "plots": 5, "bench": 5,
+    "cli": 6,
+}
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        yield ".".join(["hetsync", *parts]), path
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hetsync"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("hetsync")}
+    return found
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards():
+    upward = []
+    for module, path in _modules():
+        if module == "hetsync":
+            continue
+        assert _layer(module) is not None, f"{module} has no layer in this test"
+        for target in _imports(path):
+            if target != "hetsync" and _layer(target) > _layer(module):
+                upward.append(f"{module} -> {target}")
+    assert not upward
+
+
+def test_no_import_circles():
+    graph = {m: {t for t in _imports(p) if t != "hetsync"} for m, p in _modules()}
+    state: dict[str, int] = {}
+
+    def visit(m, trail):
+        if state.get(m) == 1:
+            raise AssertionError("circle: " + " -> ".join([*trail, m]))
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for t in graph.get(m, ()):
+            visit(t, [*trail, m])
+        state[m] = 2
+
+    for m in graph:
+        visit(m, [])
+
+
+def test_no_class_over_200_lines():
+    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for _, path in _modules()
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 200]
+    assert not long
+
+
+def test_only_the_cluster_wing_calls_ray_actors():
+    callers = [str(path.relative_to(PACKAGE)) for _, path in _modules()
+               if ".remote(" in path.read_text() and path.parent.name != "cluster"]
+    assert not callers

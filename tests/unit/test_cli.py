@@ -1,0 +1,121 @@
+"""The command line's one-line errors for impossible settings and bad data."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hetsync.cli import build_parser, config_from_args, main
+from hetsync.config import TrainConfig, section_fields
+from hetsync.errors import ConfigError
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--staleness", "-1"], "--staleness must be a non-negative integer"),
+    (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--sync", "eventual"], "--sync must be one of bsp, ssp, asp"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--iterations", "0"], "--iterations must be at least 1"),
+    (["--workers", "2", "--speeds", "1,2,3"], "--speeds has 3 values for 2 workers"),
+    (["--workers", "2", "--speeds", "1,-2"], "--speeds must all be finite and > 0"),
+    (["--allocation", "random"], "--allocation must be one of uniform, idpa"),
+    (["--update", "adam"], "--update must be one of sgd, agwu"),
+    (["--lr-schedule", "linear"], "--lr-schedule must be one of cosine, constant"),
+    (["--interference", "0@oops"], "--interference entry"),
+    (["--workers", "2", "--kill-worker", "x@3"], "--kill-worker must be W@ITERATION"),
+    (["--workers", "2", "--kill-worker", "5@3"], "--kill-worker names a worker outside 0..1"),
+    (["--workers", "1", "--kill-worker", "0@3"], "--kill-worker would kill every worker"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
+    (["--max-restarts", "-2"], "--max-restarts must be >= 0"),
+    (["--kill-server", "7"], "--kill-server must be @ITERATION"),
+    (["--kill-server", "@7"], "--kill-server needs --out and --checkpoint-every"),
+    (["--resume", "/tmp/x", "--overwrite"], "--resume and --overwrite exclude each other"),
+    (["--resume", "/tmp/x", "--out", "/tmp/y"], "--resume /tmp/x continues that folder"),
+    (["--dataset", "synthetic", "--resume", "/nonexistent/run"],
+     "there is no checkpoint.pt to resume from"),
+    (["--dataset", "synthetic", "--address", "127.0.0.1:1"],
+     "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
+    (["--dataset", "mnist-10k"], "needs --data-dir"),
+    (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
+      "--batch-size", "32"], "larger than a worker's share of the data"),
+])
+def test_impossible_settings_get_one_line_errors(args, message, capsys):
+    assert main(["train", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hetsync: error: ") and message in err[0]
+
+
+def test_an_output_folder_with_another_run_is_refused(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["train", "--quiet", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
+    assert "holds another run; pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "summary.json").read_text() == "{}"  # saved work untouched
+
+
+def test_error_exit_without_traceback_in_a_real_process(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+    proc = subprocess.run([sys.executable, "-m", "hetsync.cli", "train", "--dataset", "mnist-10k",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "magic number 2049, expected 2051" in proc.stderr
+
+
+def test_plot_of_a_folder_that_is_no_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a finished hetsync run: summary.json is missing" in err[0]
+
+
+def test_bench_refuses_to_overwrite_results_or_write_into_a_file(tmp_path, capsys):
+    (tmp_path / "report.md").write_text("earlier")
+    assert main(["bench", "overhead", "--out", str(tmp_path)]) == 2
+    assert "holds earlier benchmark results" in capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text() == "earlier"
+    assert main(["bench", "overhead", "--out", str(tmp_path / "report.md" / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create --out" in err[0]
+
+
+def test_the_train_flags_are_the_config_fields_with_their_defaults_and_help():
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items()
+                 if a[0] == "train")[1]
+    flags = {a.dest: a for a in train._actions if a.dest != "help"}
+    settings = {f.metadata.get("flat") or f.name: f for _, _, f in section_fields()
+                if f.metadata["cli"]}
+    assert set(flags) == set(settings)
+    assert all(flags[k].help and settings[k].metadata["help"] in flags[k].help for k in flags)
+    assert config_from_args(parser.parse_args(["train"])) == TrainConfig()
+    cfg = config_from_args(parser.parse_args(["train", "--allocation", "idpa", "--quiet",
+                                              "--speeds", "1,1,2,4", "--timeout", "9"]))
+    assert (cfg.allocation.mode, cfg.output.progress, cfg.emulation.speeds,
+            cfg.cluster.timeout_s) == ("idpa", False, (1.0, 1.0, 2.0, 4.0), 9.0)
+
+
+def test_the_flat_keywords_round_trip_and_unknown_ones_are_refused():
+    cfg = TrainConfig.from_flat(workers=2, sync="bsp", update="agwu", timeout_s=5.0)
+    assert TrainConfig.from_flat(**cfg.flat()) == cfg
+    assert cfg.with_flat(workers=3).training.workers == 3
+    with pytest.raises(ConfigError, match="unknown setting 'wokers'"):
+        TrainConfig.from_flat(wokers=2)
+
+
+def test_a_validation_set_for_a_registered_dataset_is_refused_not_ignored():
+    with pytest.raises(ConfigError, match="val_dataset goes with a dataset passed as an object"):
+        TrainConfig.from_flat(dataset="synthetic", val_dataset=[(0, 0)])
+
+
+def test_importing_the_cli_loads_neither_matplotlib_nor_the_bench():
+    code = ("import sys, hetsync.cli; hetsync.cli.build_parser(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'matplotlib' "
+            "or m.startswith('hetsync.bench') or m.startswith('hetsync.run')]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
