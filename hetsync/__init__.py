@@ -28,5 +28,14 @@ def train(config=None, **settings):
     return _train(config, **settings)
 
 
-__all__ = ["TrainConfig", "train", "HetsyncError", "ConfigError", "DataError", "ClusterError"]
+def __getattr__(name: str):
+    if name == "TrainResult":  # what train() returns, imported with it
+        from hetsync.run.train import TrainResult
+
+        return TrainResult
+    raise AttributeError(f"module 'hetsync' has no attribute {name!r}")
+
+
+__all__ = ["TrainConfig", "TrainResult", "train", "HetsyncError", "ConfigError", "DataError",
+           "ClusterError"]
 __version__ = "0.1.0"

@@ -190,13 +190,14 @@ class EmulationConfig:
                   f"--speeds must all be finite and > 0 (got {self.speeds})")
         _need(1.0 <= self.reference_slowdown <= 2.0,
               f"--reference-slowdown must be in [1, 2] (got {self.reference_slowdown})")
-        parse_interference(self.interference)
+        # parsed once; not a field, so equality and repr see only the text
+        object.__setattr__(self, "_windows", parse_interference(self.interference))
         _need(all(h.strip().isdigit() for h in self.cpu_hogs.split(",") if h.strip()),
-              f"--cpu-hogs must list worker ids (got {self.cpu_hogs!r})")
+              f"--cpu-hogs must list worker ids, e.g. 3 or 0,2 (got {self.cpu_hogs!r})")
 
     @property
     def windows(self) -> tuple[Interference, ...]:
-        return parse_interference(self.interference)
+        return self._windows
 
     @property
     def hogged(self) -> set[int]:
@@ -297,8 +298,9 @@ def section_fields() -> Iterator[tuple[str, type, Field]]:
             yield name, cls, f
 
 
-# flat keyword -> (section, field name)
+# flat keyword -> (section, field name); each flat name is one setting's
 FLAT = {flat_name(f): (section, f.name) for section, _, f in section_fields()}
+assert len(FLAT) == sum(1 for _ in section_fields()), "two settings share a flat name"
 
 
 @dataclass(frozen=True)
@@ -323,10 +325,6 @@ class TrainConfig:
             section, name = FLAT[key]
             nested[section][name] = value
         return cls(**{name: SECTIONS[name](**kw) for name, kw in nested.items()})
-
-    def with_flat(self, **settings: Any) -> TrainConfig:
-        """A copy with some settings changed, named as in `from_flat`."""
-        return TrainConfig.from_flat(**{**self.flat(), **settings})
 
     def __post_init__(self) -> None:
         workers = self.training.workers

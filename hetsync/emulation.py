@@ -9,6 +9,7 @@ not CPU. The reference node is calibrated against this machine's real single-thr
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -104,7 +105,9 @@ class StepPacer:
 
 def calibrate_s_per_sample(model: torch.nn.Module, sample: np.ndarray, batch_size: int,
                            steps: int = 20) -> float:
-    """Real single-thread forward+backward time per sample on this machine."""
+    """Real single-thread forward+backward time per sample on this machine, measured on a copy
+    of `model` (training-mode passes move batch norm's running statistics)."""
+    model = copy.deepcopy(model)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

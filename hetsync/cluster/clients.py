@@ -35,7 +35,9 @@ def bounded_get(refs, timeout_s: float, doing: str, lost: type[ClusterError] = C
     except ray.exceptions.GetTimeoutError:
         raise ClusterError(f"timed out after {timeout_s:.0f} s while {doing}") from None
     except ray.exceptions.ActorUnavailableError as e:
-        raise ActorRestarting(f"{doing}: the actor is restarting") from e
+        # only workers are restarted; for anything else, unavailable is lost
+        raise (ActorRestarting if lost is WorkerLost else lost)(
+            f"{doing}: the process died") from e
     except ray.exceptions.RayActorError as e:
         raise lost(f"{doing} failed: the process died") from e
     except ray.exceptions.RayError as e:

@@ -58,8 +58,6 @@ def ray_session(address: str | None, cpus: int) -> Iterator[None]:
     reserve their threads, and we oversubscribe (with a warning from the engine) rather than
     leave actors unscheduled. An instance the caller started is used only where it can host
     the run: otherwise `address` or `cpus` would be silently ignored."""
-    if address:
-        _check_reachable(address)
     if ray.is_initialized():
         if address:
             raise ClusterError(f"Ray is already initialised in this process, so address "
@@ -70,6 +68,8 @@ def ray_session(address: str | None, cpus: int) -> Iterator[None]:
                                f"needs {cpus} (workers x threads per worker)")
         yield
         return
+    if address:
+        _check_reachable(address)
     try:
         if address:
             set_cluster_mode(not _is_loopback(address))

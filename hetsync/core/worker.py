@@ -220,7 +220,6 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
     gate = StalenessGate(bound)
     report = WorkerReport(worker.id)
     start = time.time()
-    worker.feed = ChunkFeed(allocator, worker.id)
 
     def timed(kind: str, t0: float) -> float:
         t1 = time.time()
@@ -229,6 +228,9 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
 
     worker.version = -1  # a server restarted from a checkpoint may be at an older version
     hello = server.join(worker.id)
+    # After joining: a restarted worker is live again, so its first chunk comes with the
+    # batch share of the current membership.
+    worker.feed = ChunkFeed(allocator, worker.id)
     worker.load(hello)
     clock, known_min, tickets = hello.clock, hello.min_clock, hello.granted
     # Random draws of the model (dropout) follow from (seed, worker, clock), so a run resumed

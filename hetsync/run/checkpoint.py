@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from hetsync.config import FLAT
-from hetsync.errors import ConfigError, HetsyncError
+from hetsync.errors import ConfigError, DivergedError, HetsyncError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
@@ -71,6 +71,21 @@ class Checkpoint:
     @property
     def iterations(self) -> int:
         return self.server["applied"]
+
+    @classmethod
+    def of_run(cls, cfg, state: dict, elapsed_s: float, metrics_lines: int,
+               best: float | None, time_to_target: float | None) -> Checkpoint:
+        """A checkpoint of a run from the server actor's state (`{"server", "allocator"}`);
+        weights that became non-finite stop the run instead, keeping the last good one."""
+        server = state["server"]
+        if not bool(server["weights"].isfinite().all()):
+            raise DivergedError(f"the global weights became non-finite by iteration "
+                                f"{server['applied']}; lower --lr (the last good checkpoint "
+                                f"stays in {cfg.output.out_dir})")
+        return cls(identity=identity(cfg), num_params=server["weights"].numel(), server=server,
+                   allocator=state["allocator"], elapsed_s=elapsed_s,
+                   metrics_lines=metrics_lines, best_val_accuracy=best,
+                   time_to_target_s=time_to_target)
 
     def save(self, out_dir: Path) -> None:
         save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)

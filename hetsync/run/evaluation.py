@@ -93,9 +93,12 @@ class EvaluationQueue:
         if t is not None and self.time_to_target is None and acc >= self.target:
             self.time_to_target = t
 
-    def final(self, snapshot: Snapshot) -> tuple[float, float]:
-        """The final weights' (loss, accuracy), on every core: the workers are done."""
+    def use_all_cores(self) -> None:
+        """From now on evaluate with every core (once training is over)."""
         self.thread.submit(torch.set_num_threads, os.cpu_count() or 1)
+
+    def final(self, snapshot: Snapshot) -> tuple[float, float]:
+        """The final weights' (loss, accuracy), after every snapshot before them."""
         loss, acc = self.thread.submit(self.evaluator.evaluate, snapshot).result()
         self._account(acc, None)
         return loss, acc

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from hetsync.core.wire import Status
+from hetsync.errors import ClusterError
 
 # A server that keeps dying is not worth restarting forever.
 MAX_SERVER_RESTARTS = 3
@@ -58,15 +59,14 @@ class RestartPolicy:
         self.worker_restarts += 1
         return Decision.RESTART
 
-    def server_lost(self, at: int, has_checkpoint: bool) -> str | None:
-        """None to restart the server, else why the run cannot go on."""
+    def server_lost(self, at: int, has_checkpoint: bool) -> None:
+        """Count a server restart, or raise why the run cannot go on."""
         if not has_checkpoint:
-            return (f"the parameter server died at iteration {at} and there is no checkpoint "
-                    "to restart it from (use --out and --checkpoint-every)")
+            raise ClusterError(f"the parameter server died at iteration {at} and there is no "
+                               "checkpoint to restart it from (use --out and --checkpoint-every)")
         if self.server_restarts == MAX_SERVER_RESTARTS:
-            return f"the parameter server died {MAX_SERVER_RESTARTS + 1} times"
+            raise ClusterError(f"the parameter server died {MAX_SERVER_RESTARTS + 1} times")
         self.server_restarts += 1
-        return None
 
     def live(self, workers: int) -> list[int]:
         return [w for w in range(workers) if w not in self.gone]

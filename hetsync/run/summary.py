@@ -16,10 +16,9 @@ def build_summary(cfg, status: Status, reports: list[WorkerReport], wall: float,
     """`run` carries the driver's own figures: membership, restarts, losses, start time."""
     busy = sum(r.total_s for r in reports)
     final_loss, final_acc = final
-    sync = cfg.consistency.sync
     return {
-        "sync": sync,
-        "staleness": {"bsp": 0, "ssp": cfg.consistency.staleness, "asp": None}[sync],
+        "sync": cfg.consistency.sync,
+        "staleness": cfg.consistency.bound,
         "workers": cfg.training.workers,
         "iterations": status.iterations,
         "updates": status.updates,

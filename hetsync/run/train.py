@@ -28,12 +28,11 @@ from hetsync.core.wire import Snapshot, buffers_to_vector, load_into, params_to_
 from hetsync.core.worker import PushPolicy, WorkerReport
 from hetsync.data import load_dataset
 from hetsync.emulation import emulated_cluster
-from hetsync.errors import ClusterError, ConfigError, DivergedError
+from hetsync.errors import ClusterError, ConfigError
 from hetsync.models import build_model, resolve_model
 from hetsync.run.checkpoint import (
     Checkpoint,
     CheckpointSchedule,
-    identity,
     prepare_out,
     save_atomic,
 )
@@ -53,6 +52,9 @@ class TrainResult:
 
 def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     """Train with a TrainConfig, or with keyword arguments named like the CLI flags."""
+    if config is not None and settings:
+        raise ConfigError(f"pass a TrainConfig or settings, not both (got config and "
+                          f"{', '.join(settings)})")
     cfg = config if config is not None else TrainConfig.from_flat(**settings)
     tr = cfg.training
     train_data, val_data = load_dataset(cfg)
@@ -150,6 +152,7 @@ class Driver:
                                         cfg.update.local_steps)
         self.server, self.pool = None, None  # started by `start`
         self.reports: list[WorkerReport] = []
+        self.dead: list[int] = []  # workers whose process died, not yet acted on
         self.iterations_lost = self.allocations_seen = 0
 
     def _now(self) -> float:
@@ -211,8 +214,7 @@ class Driver:
         if self.faults.server_due(self.status):
             self.status = self.server.status()  # fresh figures, so lost iterations are counted
             self.server.sigkill()
-        for w, outcome in self.pool.poll():
-            self._run_ended(w, outcome)
+        self._runs_ended(self.pool.poll())
         self.status = s = self.server.status()
         self.evaluation.add(self.server.take_snapshots())
         self._log_evaluations(block=False)
@@ -230,46 +232,47 @@ class Driver:
             self.log.write("eval", **r,
                            ideal_samples_per_s=self.cluster.ideal_samples_per_s(r["wall_time_s"]))
 
-    def _run_ended(self, worker: int, outcome: WorkerReport | ClusterError) -> None:
-        if isinstance(outcome, WorkerReport):
-            self.reports.append(outcome)
-        elif isinstance(outcome, WorkerLost):
-            self._worker_died(worker)
-        elif isinstance(outcome, ServerLost) or not self.server.alive():
-            raise ServerLost("the parameter server died") from outcome
-        else:
-            raise outcome  # a worker that failed (diverged, broke) stops the run now
+    def _runs_ended(self, ended: list[tuple[int, WorkerReport | ClusterError]],
+                    act: bool = True) -> None:
+        """Keep the reports and note the dead workers of every run that ended, then act on
+        the dead (`act`) or on a failure: a lost server raises ServerLost (its restart picks
+        up the dead), a worker that failed otherwise (diverged, broke) stops the run."""
+        failure = None
+        for worker, outcome in ended:
+            if isinstance(outcome, WorkerReport):
+                self.reports.append(outcome)
+            elif isinstance(outcome, WorkerLost):
+                self.dead.append(worker)
+            elif failure is None:
+                failure = outcome
+        if failure is not None and act:
+            if isinstance(failure, ServerLost) or not self.server.alive():
+                raise ServerLost("the parameter server died") from failure
+            raise failure
+        while act and self.dead:
+            self._worker_died(self.dead[0])
+            self.dead.pop(0)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> None:
         self._log_evaluations(block=True)  # the evaluations the checkpoint's metrics hold
-        state = self.server.state_dict()
-        it = state["server"]["applied"]
-        if not bool(state["server"]["weights"].isfinite().all()):
-            raise DivergedError(f"the global weights became non-finite by iteration {it}; lower "
-                                f"--lr (the last good checkpoint stays in "
-                                f"{self.cfg.output.out_dir})")
+        ckpt = Checkpoint.of_run(self.cfg, self.server.state_dict(), time.time() - self.t0,
+                                 len(self.log.records) + 1, self.evaluation.best,
+                                 self.evaluation.time_to_target)
         # The file first, then the record that announces it: a crash between the two loses
         # only the record, never a checkpoint that metrics.jsonl says was saved.
-        ckpt = Checkpoint(identity=identity(self.cfg),
-                          num_params=state["server"]["weights"].numel(),
-                          server=state["server"], allocator=state["allocator"],
-                          elapsed_s=time.time() - self.t0,
-                          metrics_lines=len(self.log.records) + 1,
-                          best_val_accuracy=self.evaluation.best,
-                          time_to_target_s=self.evaluation.time_to_target)
         ckpt.save(self.cfg.output.out_dir)
-        self.log.write("checkpoint", wall_time_s=self._now(), iterations=it)
+        self.log.write("checkpoint", wall_time_s=self._now(), iterations=ckpt.iterations)
         self.checkpoint = ckpt
-        self.schedule.saved(it)
+        self.schedule.saved(ckpt.iterations)
 
     # ------------------------------------------------------------------ faults
     def _worker_died(self, w: int) -> None:
         """The survivors go on without it (docs/consistency.md); with restarts left, Ray
         restarts its process and it rejoins at the slowest live clock."""
+        self.server.lose(w)  # first: if the server is dead too, its restart handles `w`
         self.log.write("membership", event="worker_lost", worker=w, wall_time_s=self._now(),
                        iterations=self.status.iterations, clock=self.status.clocks[w])
-        self.server.lose(w)
         if self.restarts.worker_lost(w) is Decision.LEAVE_BEHIND:
             return
         self.pool.await_restart(w)
@@ -283,16 +286,9 @@ class Driver:
         ckpt = self.checkpoint
         at = max(self.status.iterations, ckpt.iterations if ckpt else 0)  # at least
         self.log.write("membership", event="server_lost", wall_time_s=self._now(), iterations=at)
-        why = self.restarts.server_lost(at, ckpt is not None)
-        if why is not None:
-            raise ClusterError(why)
+        self.restarts.server_lost(at, ckpt is not None)
         # Each worker's next call to the dead server fails; wait until every run has ended.
-        dead = []
-        for w, outcome in self.pool.finish_all():
-            if isinstance(outcome, WorkerReport):
-                self.reports.append(outcome)
-            elif isinstance(outcome, WorkerLost):
-                dead.append(w)  # the worker died too
+        self._runs_ended(self.pool.finish_all(), act=False)
         self.server.kill()  # and the allocator it hosts
         self.evaluation.forget()  # snapshots of the lost timeline
         self._start_server()
@@ -301,15 +297,16 @@ class Driver:
         self.log.write("membership", event="server_restarted", wall_time_s=self._now(),
                        iterations=ckpt.iterations, iterations_lost=lost)
         self.status = self.server.status()
-        self._launch([w for w in self.restarts.live(self.cfg.training.workers) if w not in dead])
-        for w in dead:
-            self._worker_died(w)
+        self._launch([w for w in self.restarts.live(self.cfg.training.workers)
+                      if w not in self.dead])
+        self._runs_ended([])  # the workers that died with the server
 
     # ------------------------------------------------------------------ the results
     def _finish(self) -> tuple[dict, Snapshot]:
         wall = time.time() - self.t0
         # The final evaluation of the final weights, after the clock has stopped.
         status, final = self.server.status(), self.server.final()
+        self.evaluation.use_all_cores()  # the workers are done
         self._log_evaluations(block=True)
         loss, acc = self.evaluation.final(final)
         self.log.write("final", wall_time_s=round(wall, 3), iterations=status.iterations,

@@ -26,18 +26,20 @@ def _records(out):
 @pytest.mark.parametrize("sync", ["ssp", "bsp", "asp"])
 def test_killing_a_worker_process_mid_run_leaves_the_survivors_to_finish(ray_local, tmp_path,
                                                                         sync, small):
-    # A budget short enough that accuracy is still climbing, so that training that went
-    # wrong after the loss would show. Measured here, 40 iterations on 4 workers: four
-    # no-fault runs per mode ended within 0.005 of each other (0.309-0.314), runs with the
-    # fault within 0.015 of them (0.299-0.314).
-    settings = dict(small, sync=sync, staleness=2, workers=4, iterations=40, eval_every=20)
+    # A setting whose no-fault runs all end alike: measured here, 300 iterations (and 150)
+    # on 4 workers reach 1.0 in every run of every mode (4 of 4, spread 0), so a fault that
+    # costs the final model more than two of its 204 validation samples fails. (Shorter
+    # budgets, still climbing, spread 0.03-0.04 between no-fault runs; mnist-10k at 400-1000
+    # iterations 0.01-0.03: wider than any tolerance that could catch a fault.)
+    settings = dict(small, sync=sync, staleness=2, workers=4)
     clean = hetsync.train(**settings).summary
-    s = hetsync.train(kill_worker="1@4", out=str(tmp_path), **settings).summary
+    s = hetsync.train(kill_worker="1@10", out=str(tmp_path), **settings).summary
     assert s["workers_lost"] == [1] and [w["worker"] for w in s["per_worker"]] == [0, 2, 3]
     assert s["iterations"] == settings["iterations"]  # the survivors complete the budget
-    assert abs(s["final_val_accuracy"] - clean["final_val_accuracy"]) <= 0.03, (s, clean)
+    assert clean["final_val_accuracy"] == 1.0
+    assert abs(s["final_val_accuracy"] - clean["final_val_accuracy"]) <= 0.01, (s, clean)
     (lost,) = [r for r in _records(tmp_path) if r["kind"] == "membership"]
-    assert lost["event"] == "worker_lost" and lost["worker"] == 1 and lost["clock"] >= 4
+    assert lost["event"] == "worker_lost" and lost["worker"] == 1 and lost["clock"] >= 10
 
 
 def test_a_killed_worker_is_restarted_and_rejoins(ray_local, tmp_path, small):

@@ -11,3 +11,5 @@ def no_ray(monkeypatch):
         raise AssertionError("a unit test tried to start Ray")
 
     monkeypatch.setattr(ray, "init", refuse)
+    # as if no Ray were running, even where integration tests ran first in this process
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)

@@ -80,7 +80,14 @@ def test_no_class_over_200_lines():
     assert not long
 
 
-def test_only_the_cluster_wing_calls_ray_actors():
+def test_only_the_cluster_wing_calls_ray_actors_and_the_core_and_run_import_no_ray():
     callers = [str(path.relative_to(PACKAGE)) for _, path in _modules()
                if ".remote(" in path.read_text() and path.parent.name != "cluster"]
     assert not callers
+    importers = [str(path.relative_to(PACKAGE)) for _, path in _modules()
+                 if path.parent.name in ("core", "run")
+                 and any(isinstance(n, (ast.Import, ast.ImportFrom)) and "ray" in (
+                     [a.name.split(".")[0] for a in n.names] if isinstance(n, ast.Import)
+                     else [(n.module or "").split(".")[0]])
+                     for n in ast.walk(ast.parse(path.read_text())))]
+    assert not importers

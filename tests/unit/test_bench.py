@@ -31,7 +31,7 @@ def test_a_ratio_says_whether_it_meets_its_target():
     assert "not measured" in against(None, 2.0, 0.7)
 
 
-def test_the_plain_loop_trains_and_a_paced_one_takes_its_emulated_time():
+def test_the_plain_loop_runs_its_steps_and_a_paced_one_takes_its_emulated_time():
     data = synthetic(256, seed=0)
     model = build_model(LeNet5, 0)
     rng = np.random.default_rng(0)

@@ -12,34 +12,7 @@ from hetsync.data import synthetic
 from hetsync.models import LeNet5, build_model
 from hetsync.run.evaluation import evaluate
 
-
-class LocalClient:
-    """The server client interface over a plain ParameterServer, in one thread: the same
-    protocol methods the actor calls, with nothing to wait for (one worker)."""
-
-    def __init__(self, ps):
-        self.ps = ps
-
-    def join(self, worker):
-        return self.ps.join(worker)
-
-    def _settle(self, awaiting):
-        assert awaiting.ready(), awaiting.blocker()
-        return awaiting.reply()
-
-    def push(self, worker, contributions):
-        # copies: the worker reuses its gradient buffer, where Ray would have sent the bytes
-        return self._settle(self.ps.push(worker, [c._replace(payload=c.payload.copy())
-                                                  for c in contributions]))
-
-    def wait_until_allowed(self, worker, clock):
-        return self._settle(self.ps.wait_until_allowed(worker, clock))
-
-    def get(self, handle):
-        return handle
-
-    def leave(self, worker):
-        self.ps.leave(worker)
+from ..fakes import LocalAllocatorClient, LocalServerClient
 
 
 def test_flat_buffers_hold_the_true_gradient():
@@ -58,21 +31,6 @@ def test_flat_buffers_hold_the_true_gradient():
     assert all(float(p.detach().abs().sum()) == 0 for p in model.parameters())
 
 
-class LocalAllocator:
-    def __init__(self, allocator):
-        self.allocator = allocator
-
-    def next_chunk(self, worker, samples, seconds):
-        self.allocator.report(worker, samples, seconds)
-        return self.allocator.next_chunk(worker)
-
-    def give_back(self, worker, indices, epoch):
-        self.allocator.give_back(worker, indices, epoch)
-
-    def get(self, handle):
-        return handle
-
-
 def test_run_worker_spends_exactly_the_budget_and_learns():
     data = synthetic(512, seed=0)
     model = build_model(LeNet5, 0)
@@ -80,7 +38,7 @@ def test_run_worker_spends_exactly_the_budget_and_learns():
                          lr=0.05, momentum=0.5, batch_size=32, iterations=60, eval_every=20)
     alloc = Allocator(512, workers=1, batch_size=32, mode="idpa", seed=0)
     worker = Worker(0, LeNet5, data, seed=0)
-    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=3,
+    report = run_worker(worker, LocalServerClient(ps), LocalAllocatorClient(alloc), bound=3,
                         policy=PushPolicy(gradients=2, overlap=True))
     assert report.iterations == 60 and ps.applied == 60 and ps.budget.remaining == 0
     # gradients travel in pairs: the second of each pair was computed before the first was
@@ -101,7 +59,7 @@ def test_agwu_worker_pushes_weights_every_k_steps():
                          update="agwu", gamma=0.9, steps_per_push=8)
     alloc = Allocator(512, workers=1, batch_size=32, mode="uniform", seed=0)
     worker = Worker(0, LeNet5, data, seed=0)  # its local rate comes with the server's replies
-    report = run_worker(worker, LocalClient(ps), LocalAllocator(alloc), bound=None,
+    report = run_worker(worker, LocalServerClient(ps), LocalAllocatorClient(alloc), bound=None,
                         policy=PushPolicy(local_steps=8))
     assert report.iterations == 40 and ps.applied == 40 and ps.version == 5
     # one worker, lag 0, b = 1: the merge adopts the replica, so server == worker weights

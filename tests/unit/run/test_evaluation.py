@@ -35,20 +35,30 @@ def test_results_come_in_order_with_their_snapshot_times_and_the_target_crossing
 
 
 def test_deferred_snapshots_wait_until_asked_and_a_lost_timeline_is_forgotten():
-    queue = EvaluationQueue(Scripted({1: 0.5, 2: 0.6}), target=0.9, deferred=True)
+    queue = EvaluationQueue(Scripted({1: 0.95, 2: 0.6, 3: 0.92}), target=0.9, deferred=True)
     queue.add([_snap(1, 1.0)])
     assert queue.results(t0=0.0) == []  # nothing evaluated while training
-    queue.forget()
-    queue.add([_snap(2, 2.0)])
-    assert [r["iterations"] for r in queue.results(t0=0.0, block=True)] == [2]
-    assert queue.time_to_target is None
+    queue.forget()  # snapshot 1 belonged to a timeline lost with the server
+    queue.add([_snap(2, 2.0), _snap(3, 3.0)])
+    assert [r["iterations"] for r in queue.results(t0=0.0, block=True)] == [2, 3]
+    assert queue.time_to_target == 3.0 and queue.best == 0.92
     queue.close()
 
 
-def test_the_evaluator_loads_a_snapshot_and_restores_the_thread_count_it_found():
+def test_the_evaluator_loads_a_snapshot_and_leaves_its_model_in_training_mode():
     data = synthetic(64, seed=0)
-    model = build_model(LeNet5, 0)
+    model = build_model(LeNet5, 3)  # other weights than the evaluator's own model
     ev = Evaluator(LeNet5, data)
     snap = Snapshot(params_to_vector(model), None, 0, 0, 0, 0.0)
     assert ev.evaluate(snap) == evaluate(model, data)
-    assert ev.model.training and torch.get_num_threads() >= 1
+    assert ev.model.training and model.training
+
+
+def test_final_evaluation_uses_every_core_and_leaves_the_callers_threads_alone():
+    before = torch.get_num_threads()
+    queue = EvaluationQueue(Scripted({7: 0.8}), target=0.9, deferred=True)
+    queue.use_all_cores()
+    assert queue.thread.submit(torch.get_num_threads).result() >= 1
+    assert queue.final(_snap(7, 1.0)) == (1.0 - 0.8, 0.8) and queue.best == 0.8
+    assert torch.get_num_threads() == before
+    queue.close()

@@ -1,6 +1,9 @@
 """The driver's fault policies, decided without any process to kill."""
 
+import pytest
+
 from hetsync.core.wire import Status
+from hetsync.errors import ClusterError
 from hetsync.run.faults import MAX_SERVER_RESTARTS, Decision, FaultPlan, RestartPolicy
 
 
@@ -28,7 +31,10 @@ def test_a_lost_worker_is_restarted_while_it_has_restarts_then_left_behind():
 
 def test_a_lost_server_restarts_from_a_checkpoint_a_bounded_number_of_times():
     policy = RestartPolicy(workers=2, max_restarts=0)
-    assert "no checkpoint" in policy.server_lost(40, has_checkpoint=False)
+    with pytest.raises(ClusterError, match="no checkpoint to restart it from"):
+        policy.server_lost(40, has_checkpoint=False)
     for _ in range(MAX_SERVER_RESTARTS):
-        assert policy.server_lost(40, has_checkpoint=True) is None
-    assert "died 4 times" in policy.server_lost(40, has_checkpoint=True)
+        policy.server_lost(40, has_checkpoint=True)
+    assert policy.server_restarts == MAX_SERVER_RESTARTS
+    with pytest.raises(ClusterError, match="died 4 times"):
+        policy.server_lost(40, has_checkpoint=True)

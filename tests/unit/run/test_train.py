@@ -9,13 +9,16 @@ from hetsync.config import TrainConfig
 from hetsync.core.consistency import Membership
 from hetsync.core.partitioning import Allocator
 from hetsync.core.server import ParameterServer
-from hetsync.core.worker import Worker, WorkerReport, run_worker
+from hetsync.core.wire import params_to_vector
+from hetsync.core.worker import Worker, run_worker
 from hetsync.data import load_dataset
 from hetsync.emulation import EmulatedCluster
 from hetsync.models import build_model, resolve_model
 from hetsync.run.evaluation import EvaluationQueue, Evaluator
 from hetsync.run.metrics import MetricsLog, Progress
 from hetsync.run.train import Driver
+
+from ..fakes import LocalAllocatorClient, LocalServerClient
 
 
 class FakeServer:
@@ -48,41 +51,6 @@ class FakeServer:
         pass
 
 
-class LocalServer:
-    def __init__(self, server):
-        self.ps = server.ps
-
-    def join(self, worker):
-        return self.ps.join(worker)
-
-    def push(self, worker, contributions):
-        awaiting = self.ps.push(worker, [c._replace(payload=c.payload.copy())
-                                         for c in contributions])
-        assert awaiting.ready()
-        return awaiting.reply()
-
-    def get(self, handle):
-        return handle
-
-    def leave(self, worker):
-        self.ps.leave(worker)
-
-
-class LocalAllocator:
-    def __init__(self, server):
-        self.allocator = server.allocator
-
-    def next_chunk(self, worker, samples, seconds):
-        self.allocator.report(worker, samples, seconds)
-        return self.allocator.next_chunk(worker)
-
-    def give_back(self, worker, indices, epoch):
-        self.allocator.give_back(worker, indices, epoch)
-
-    def get(self, handle):
-        return handle
-
-
 class FakePool:
     """Runs a launched worker to its end at once; the first run of each worker in `dies`
     ends as a lost process instead."""
@@ -98,7 +66,8 @@ class FakePool:
             self.dies.discard(worker)
             self.runs[len(self.launched)] = (worker, WorkerLost("the process died"))
             return
-        report = run_worker(self.workers[worker], LocalServer(server), LocalAllocator(server),
+        report = run_worker(self.workers[worker], LocalServerClient(server.ps),
+                            LocalAllocatorClient(server.allocator),
                             bound, policy)
         self.runs[len(self.launched)] = (worker, report)
 
@@ -138,9 +107,10 @@ def test_the_driver_spends_the_budget_and_reports_every_evaluation(tmp_path):
     summary, final, driver, pool, log = _drive(tmp_path)
     assert summary["iterations"] == 40 and pool.launched == [0, 1, 2]
     assert [r["iterations"] for r in log.records if r["kind"] == "eval"] == [10, 20, 30, 40]
-    assert log.records[-1]["kind"] == "final"
-    assert all(isinstance(r, WorkerReport) for r in driver.reports)
-    np.testing.assert_array_equal(final.weights, driver.server.ps.weights())
+    assert log.records[-1]["kind"] == "final" and final.iterations == 40
+    assert sum(r.iterations for r in driver.reports) == 40
+    initial = params_to_vector(build_model(resolve_model("lenet5"), 0))
+    assert not np.array_equal(final.weights, initial)
     assert summary["config"]["consistency"]["sync"] == "asp"
 
 
