@@ -1,0 +1,57 @@
+"""Figures in the docs come from committed files that a named command wrote
+(docs/runs/README.md, docs/benchmarks-*/): here they are read back from those files, so a
+figure that is edited by hand or left behind by a new measurement fails."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _text(name: str) -> str:
+    return (ROOT / name).read_text()
+
+
+def test_no_figure_is_left_to_fill():
+    assert not [p.name for p in DOCS if "FIGURE-TODO" in p.read_text()]
+
+
+@pytest.mark.parametrize("mode", ["ssp", "bsp", "asp"])
+def test_the_main_command_figures_are_those_of_the_committed_runs(mode):
+    s = json.loads(_text(f"docs/runs/main-{mode}.summary.json"))
+    assert s["sync"] == mode and s["iterations"] == 3000 and s["workers"] == 4
+    accuracy = f"{s['final_val_accuracy']:.4g}"
+    for doc in ("README.md", "docs/consistency.md"):
+        assert accuracy in _text(doc), (doc, mode, accuracy)
+    if mode == "ssp":
+        assert f"{s['wall_time_s']:.1f} s of training" in _text("README.md")
+
+
+def test_the_heterogeneous_table_is_that_of_the_committed_report():
+    h = json.loads(_text("docs/benchmarks-heterogeneous/summary.json"))
+    ideal = h["ideal_samples_per_s"]
+    readme, allocation = _text("README.md"), _text("docs/allocation.md")
+    for key in ("ssp_idpa", "bsp_idpa", "bsp_uniform", "agwu_idpa", "plain_async_ps"):
+        row = (f"| {h[key + '_samples_per_s']:.0f} | {h[key + '_samples_per_s'] / ideal:.2f} | "
+               f"{h[key + '_final_accuracy']:.4g} | {h[key + '_time_to_target_s']:.1f} |")
+        assert row in readme, (key, row)
+    for key in ("ssp_idpa", "bsp_uniform"):
+        assert f"| {h[key + '_samples_per_s']:.0f} | {h[key + '_samples_per_s'] / ideal:.2f} | " \
+               f"{h[key + '_final_accuracy']:.4g} | {h[key + '_time_to_target_s']:.1f} |" \
+               in allocation, key
+    assert f"| {h['ceiling_samples_per_s']:.0f} | {h['ceiling_samples_per_s'] / ideal:.2f} |" \
+           in readme
+    rows = list(csv.DictReader((ROOT / "docs/benchmarks-heterogeneous/results.csv").open()))
+    loaded = {r["case"]: r for r in rows if "3@9s" in r["part"]}
+    r = loaded["ssp_idpa"]
+    assert f"{float(r['throughput_samples_per_s']):.0f}" in allocation
+    assert f"IDPA rebalanced {r['allocation_changes']} times" in allocation
+
+
+def test_every_committed_report_names_the_command_that_wrote_it():
+    for report in sorted((ROOT / "docs").glob("benchmarks-*/report.md")):
+        assert "Measured by `hetsync bench " in report.read_text(), report
