@@ -12,7 +12,7 @@ from dataclasses import MISSING
 from hetsync.config import SECTIONS, TrainConfig, flat_name, section_fields
 from hetsync.errors import HetsyncError
 
-BENCH_SUITES = ("paper", "peers", "overhead", "heterogeneous")
+BENCH_SUITES = ("paper", "peers", "overhead", "heterogeneous", "capacity")
 
 
 def _add_setting(group, f) -> None:

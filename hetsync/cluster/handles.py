@@ -45,6 +45,9 @@ class ServerHandle:
         """An empty call: what any call costs."""
         self._ask(self.actor.ready.remote(), "calling the server")
 
+    def cpu_seconds(self) -> float:
+        return self._ask(self.actor.cpu_seconds.remote(), "asking the server for its CPU time")
+
     def status(self) -> Status:
         return self._ask(self.actor.status.remote(), "asking the server for status")
 

@@ -85,7 +85,7 @@ class ParameterServer:
                  eval_every: int, buffers: np.ndarray | None = None, lease: int = 2,
                  update: str = "sgd", gamma: float = 0.9, steps_per_push: int = 1,
                  lr_schedule: str = "constant", members: Membership | None = None):
-        self.w = torch.nn.Parameter(torch.from_numpy(np.array(weights, dtype=np.float32)))
+        self.w = torch.from_numpy(np.array(weights, dtype=np.float32))  # updated in place
         self.buffers = None if buffers is None else np.array(buffers, dtype=np.float32)
         self.schedule = LrSchedule(lr, iterations, lr_schedule)
         self.rule = (SgdRule(self.w, self.schedule, momentum, batch_size) if update == "sgd"

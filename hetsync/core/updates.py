@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,37 +45,60 @@ class LrSchedule:
         return self.base * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def read_only(payload: np.ndarray) -> torch.Tensor:
+    """A pushed vector as a tensor over the same memory, for reading: arrays that arrive
+    through Ray are read-only, and copying one is a pass over memory the update need not
+    make."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not writable": it is only read
+        return torch.from_numpy(payload)
+
+
 class SgdRule:
+    """SGD with momentum, in place on the flat weights: `buf = m * buf + g; w -= lr * buf`,
+    the same arithmetic as torch.optim.SGD (dampening 0), with no temporary vector."""
+
     def __init__(self, w: torch.nn.Parameter, schedule: LrSchedule, momentum: float,
                  batch_size: int):
-        self.w = w
+        self.w = w.data
         self.schedule = schedule
+        self.momentum = momentum
+        self.buf: torch.Tensor | None = None  # the momentum buffer, from the first step on
         self.done = 0  # iterations applied so far: where the schedule stands
         self.batch_size = batch_size
-        self.opt = torch.optim.SGD([w], lr=schedule.base, momentum=momentum)
+        self._mean: torch.Tensor | None = None  # BSP: the round's weighted mean, reused
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> None:
-        self._step(torch.tensor(payload), samples, 1)
+        self._step(read_only(payload), samples, 1)
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
-        grads = torch.stack([torch.tensor(p) for _, p, _, _ in contributions])
-        sizes = torch.tensor([float(s) for _, _, s, _ in contributions])
-        self._step((grads * (sizes / sizes.sum())[:, None]).sum(0), int(sizes.sum()),
-                   len(contributions))
+        total = sum(s for _, _, s, _ in contributions)
+        if self._mean is None:
+            self._mean = torch.empty_like(self.w)
+        self._mean.zero_()
+        for _, payload, samples, _ in contributions:
+            self._mean.add_(read_only(payload), alpha=samples / total)
+        self._step(self._mean, total, len(contributions))
 
     def state_dict(self) -> dict:
-        # The momentum buffer (tensors and numbers only) and where the schedule stands.
-        return {"optimizer": self.opt.state_dict(), "done": self.done}
+        # The momentum buffer and where the schedule stands (tensors and numbers only).
+        return {"momentum_buffer": self.buf, "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["optimizer"])
+        self.buf = None if state["momentum_buffer"] is None else state["momentum_buffer"].clone()
         self.done = state["done"]
 
     def _step(self, grad: torch.Tensor, samples: int, gradients: int) -> None:
-        self.opt.param_groups[0]["lr"] = self.schedule.at(self.done) * samples / self.batch_size
-        self.w.grad = grad.to(self.w.dtype).reshape(self.w.shape)
-        self.opt.step()
+        lr = self.schedule.at(self.done) * samples / self.batch_size
+        with torch.no_grad():
+            if self.momentum:
+                if self.buf is None:
+                    self.buf = grad.clone()
+                else:
+                    self.buf.mul_(self.momentum).add_(grad)
+                grad = self.buf
+            self.w.add_(grad, alpha=-lr)
         self.done += gradients
 
 
@@ -102,8 +126,8 @@ class AgwuRule:
         if accuracy is not None:
             self.accuracy[worker] = accuracy
         coef = self.gamma ** lag * self.weight_of(worker, live | {worker})
-        with torch.no_grad():
-            self.w.add_(coef * (torch.tensor(payload) - self.w))
+        with torch.no_grad():  # w + coef * (replica - w), in place
+            self.w.mul_(1 - coef).add_(read_only(payload), alpha=coef)
         return coef
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:

@@ -22,8 +22,8 @@ from hetsync.errors import ConfigError, DivergedError, HetsyncError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
-# controller's own state
-FORMAT = 3
+# controller's own state; 4: the SGD rule's momentum buffer as a plain tensor
+FORMAT = 4
 # The settings that define what is trained: a checkpoint continues only a run that had the
 # same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
 # lives) may change between the saved run and the resumed one.

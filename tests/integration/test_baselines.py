@@ -21,3 +21,24 @@ def test_plain_ray_parameter_server_baseline(ray_local, synchronous):
     s = ray_ps_train(TrainConfig.from_flat(**PEER), synchronous)
     assert s["iterations"] == 200 and s["final_val_accuracy"] >= 0.95
     assert 0 < s["time_to_target_s"] <= s["wall_time_s"]
+
+
+def test_push_probes_measure_one_servers_capacity(ray_local):
+    import numpy as np
+
+    from hetsync.cluster.handles import ServerHandle
+    from hetsync.cluster.probes import probe_capacity
+
+    server = ServerHandle(30.0, server=dict(weights=np.zeros(1000, np.float32), workers=2,
+                                            bound=None, barrier=False, lr=0.01, momentum=0.5,
+                                            batch_size=64, iterations=10**9, eval_every=10**9),
+                          allocation=dict(n_samples=64, workers=2, batch_size=64,
+                                          mode="uniform", seed=0))
+    try:
+        got = probe_capacity(server, clients=2, size=1000, seconds=0.5)
+        status = server.status()
+    finally:
+        server.kill()
+    assert got["clients"] == 2 and got["pushes_per_s"] > 10
+    assert got["server_cpu_ms_per_push"] > 0 and got["client_cpu_ms_per_push"] > 0
+    assert status.iterations >= got["pushes_per_s"] * 0.5  # every push was applied

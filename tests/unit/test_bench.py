@@ -42,3 +42,10 @@ def test_the_plain_loop_runs_its_steps_and_a_paced_one_takes_its_emulated_time()
     t0 = time.time()
     samples = paced_steps(model, data, 16, rng, until=t0 + 0.2, pacer=pacer)
     assert 16 <= samples <= 16 * 7  # at most 0.2 s / 32 ms steps, plus the one under way
+
+
+def test_the_capacity_suite_times_the_update_and_a_memory_copy_in_process():
+    from hetsync.bench.capacity import UPDATE_BYTES_PER_PARAM, memcpy_gb_per_s, update_s
+
+    assert memcpy_gb_per_s(100_000, repeats=3) > 0.1
+    assert 0 < update_s(100_000, calls=3) < 1.0 and UPDATE_BYTES_PER_PARAM == 20

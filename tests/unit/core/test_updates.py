@@ -28,3 +28,22 @@ def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
                       (1, np.array([3.0, 3.0], np.float32), 64, 0.25)])
     np.testing.assert_allclose(w.detach().numpy(), [1.5, 1.5])
 
+
+
+def test_the_in_place_sgd_step_is_torch_sgd_bit_for_bit_and_reads_pushes_in_place():
+    from hetsync.core.updates import LrSchedule, SgdRule
+
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=50).astype(np.float32) for _ in range(6)]
+    w = torch.zeros(50)
+    rule = SgdRule(w, LrSchedule(0.1, 6, "cosine"), momentum=0.9, batch_size=8)
+    reference = torch.nn.Parameter(torch.zeros(50))
+    opt = torch.optim.SGD([reference], lr=0.1, momentum=0.9)
+    for k, g in enumerate(grads):
+        g.flags.writeable = False  # as pushes arrive through Ray
+        rule.apply(g, 8, 0, 0, None, {0})
+        opt.param_groups[0]["lr"] = LrSchedule(0.1, 6, "cosine").at(k)
+        reference.grad = torch.from_numpy(g.copy())
+        opt.step()
+        assert torch.equal(w, reference.detach())
+    assert rule.done == 6

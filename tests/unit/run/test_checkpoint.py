@@ -57,8 +57,8 @@ def test_a_restored_server_continues_exactly_as_the_saved_one(update):
     assert b.status() == replace(a.status(), budget_remaining=a.budget.remaining + unused)
     np.testing.assert_array_equal(a.buffers, b.buffers)
     if update == "sgd":  # the restored server's own momentum buffer, not the saved one's
-        np.testing.assert_array_equal(b.rule.opt.state_dict()["state"][0]["momentum_buffer"],
-                                      a.rule.opt.state_dict()["state"][0]["momentum_buffer"])
+        assert b.rule.buf is not a.rule.buf and a.rule.buf.abs().sum() > 0
+        np.testing.assert_array_equal(b.rule.buf, a.rule.buf)
     else:
         assert isinstance(b.rule, AgwuRule) and b.rule.accuracy == a.rule.accuracy
     for w, g in pushes[5:]:

@@ -1,0 +1,198 @@
+"""The data plane measured on its own, in one invocation (issue: a data plane at memory
+speed): (a) the physical reference, a memory copy of the same bytes and an empty actor call;
+(b) the push/pull round trip (a gradient up, the new weights down) for 61,706 (LeNet-5),
+1 M and 11.2 M (ResNet-18) parameters, with the client's and the server's CPU per push taken
+from process CPU time, the server's split into the update (timed in-process) and the rest
+(transport); (c) one server's capacity: 1, 2 and 4 clients that compute nothing push LeNet-5
+gradients as fast as they can; (d) 11.2 M parameters by number of server shards (only one
+shard exists so far: the K = 2 and 4 rows wait for the sharded server).
+
+Writes results.csv, report.md, a chart and summary.json (keys read by other tools)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hetsync.bench.harness import Bench, save, write
+from hetsync.cluster.clients import RayServerClient
+from hetsync.cluster.handles import ServerHandle
+from hetsync.cluster.probes import probe_capacity
+from hetsync.cluster.runtime import ray_session
+from hetsync.core.server import ParameterServer
+from hetsync.core.wire import Contribution
+
+SIZES = {"lenet5": 61_706, "1m": 1_000_000, "11m": 11_172_810}
+KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
+        "server_cpu_ms_per_push_lenet5", "worker_cpu_ms_per_push_lenet5",
+        "pushes_per_s_one_shard_lenet5", "push_pull_gb_per_s_11m_k1",
+        "push_pull_gb_per_s_11m_k2", "push_pull_gb_per_s_11m_k4", "server_update_gb_per_s_11m")
+UPDATE_BYTES_PER_PARAM = 20  # SGD with momentum reads g, buf, w and writes buf, w: 5 x 4 bytes
+
+
+def _server_args(size: int, workers: int) -> dict:
+    return dict(server=dict(weights=np.zeros(size, np.float32), workers=workers, bound=None,
+                            barrier=False, lr=0.01, momentum=0.5, batch_size=64,
+                            iterations=10**9, eval_every=10**9),
+                allocation=dict(n_samples=64, workers=workers, batch_size=64, mode="uniform",
+                                seed=0))
+
+
+def memcpy_gb_per_s(size: int, repeats: int = 20) -> float:
+    """Each copied byte counted once; the best of `repeats` copies."""
+    src = np.ones(size, np.float32)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return src.nbytes / best / 1e9
+
+
+def update_s(size: int, calls: int) -> float:
+    """Seconds per SGD update of the parameter server on `size` parameters, in-process."""
+    ps = ParameterServer(**_server_args(size, 1)["server"])
+    ps.join(0)
+    grad = np.full(size, 1e-7, np.float32)
+    grad.flags.writeable = False  # as pushes arrive
+    for i in range(2):
+        ps.submit(0, Contribution(i, i, grad, 64, 1.0))
+    t0 = time.perf_counter()
+    for i in range(calls):
+        ps.submit(0, Contribution(i, i, grad, 64, 1.0))
+    return (time.perf_counter() - t0) / calls
+
+
+def round_trip(size: int, calls: int) -> dict[str, float]:
+    """One client (this process) against one server actor."""
+    server = ServerHandle(60.0, **_server_args(size, 1))
+    client = RayServerClient(server.actor, 60.0)
+    push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
+    try:
+        clock = client.join(0).clock
+        for _ in range(3):
+            client.get(client.push(0, [push._replace(clock=clock)]))
+            clock += 1
+        cpu, server_cpu, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
+        for _ in range(calls):
+            client.get(client.push(0, [push._replace(clock=clock)]))
+            clock += 1
+        total = (time.perf_counter() - t0) / calls
+        worker_cpu = (time.process_time() - cpu) / calls
+        server_cpu = (server.cpu_seconds() - server_cpu) / calls
+    finally:
+        server.kill()
+    update = update_s(size, max(3, calls // 3))
+    return {"params": size, "round_trip_ms": 1000 * total,
+            "worker_cpu_ms_per_push": 1000 * worker_cpu,
+            "server_cpu_ms_per_push": 1000 * server_cpu, "server_update_ms": 1000 * update,
+            "server_transport_cpu_ms": 1000 * max(0.0, server_cpu - update),
+            "push_pull_gb_per_s": 2 * 4 * size / total / 1e9,
+            "update_gb_per_s": UPDATE_BYTES_PER_PARAM * size / update / 1e9}
+
+
+def run(b: Bench) -> list[Path]:
+    calls = {"lenet5": 100, "1m": 30, "11m": 6} if b.quick else {"lenet5": 400, "1m": 100,
+                                                                 "11m": 20}
+    seconds = 2.0 if b.quick else 5.0
+    summary: dict[str, float | None] = {"memcpy_gb_per_s": memcpy_gb_per_s(SIZES["11m"])}
+    b.rows.append({"suite": "capacity", "part": "reference", "case": "memcpy 11.2 M floats",
+                   "gb_per_s": summary["memcpy_gb_per_s"]})
+    trips, capacity = {}, []
+    with ray_session(None, cpus=1):
+        server = ServerHandle(60.0, **_server_args(SIZES["lenet5"], 1))
+        try:
+            for _ in range(10):
+                server.ping()
+            t0 = time.perf_counter()
+            for _ in range(200):
+                server.ping()
+            summary["empty_call_ms"] = 1000 * (time.perf_counter() - t0) / 200
+        finally:
+            server.kill()
+        b.rows.append({"suite": "capacity", "part": "reference", "case": "empty actor call",
+                       "ms": summary["empty_call_ms"]})
+        for name, size in SIZES.items():
+            trips[name] = round_trip(size, calls[name])
+            b.rows.append({"suite": "capacity", "part": "round trip", "case": name,
+                           **trips[name]})
+            print(b.rows[-1], flush=True)
+        for clients in (1, 2, 4):
+            server = ServerHandle(60.0, **_server_args(SIZES["lenet5"], clients))
+            try:
+                capacity.append(probe_capacity(server, clients, SIZES["lenet5"], seconds))
+            finally:
+                server.kill()
+            b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
+                           "case": f"{clients} clients", **capacity[-1]})
+            print(b.rows[-1], flush=True)
+    lenet, big = trips["lenet5"], trips["11m"]
+    summary.update({
+        "round_trip_ms_lenet5": lenet["round_trip_ms"],
+        "server_cpu_ms_per_push_lenet5": lenet["server_cpu_ms_per_push"],
+        "worker_cpu_ms_per_push_lenet5": lenet["worker_cpu_ms_per_push"],
+        "pushes_per_s_one_shard_lenet5": max(c["pushes_per_s"] for c in capacity),
+        "push_pull_gb_per_s_11m_k1": big["push_pull_gb_per_s"],
+        "push_pull_gb_per_s_11m_k2": None,  # no sharded server yet
+        "push_pull_gb_per_s_11m_k4": None,
+        "server_update_gb_per_s_11m": big["update_gb_per_s"],
+    })
+    summary = {k: summary[k] for k in KEYS}
+    (b.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return [b.out / "summary.json", _chart(b, trips, capacity),
+            write(b.out / "report.md", _report(b, summary, trips, capacity))]
+
+
+def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(trips)
+    axes[0].bar(names, [trips[n]["round_trip_ms"] for n in names], color="tab:blue")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("ms per push/pull round trip (log)")
+    axes[0].set_title("round trip by model size, one server")
+    axes[1].bar([str(c["clients"]) for c in capacity], [c["pushes_per_s"] for c in capacity],
+                color="tab:green")
+    axes[1].set_xlabel("clients pushing LeNet-5 gradients")
+    axes[1].set_ylabel("pushes/s, one server")
+    axes[1].set_title("one server's capacity")
+    return save(fig, b.out / "capacity.png")
+
+
+def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict]) -> str:
+    fmt = lambda v, d=2: "not measured (no sharded server yet)" if v is None else f"{v:.{d}f}"  # noqa: E731
+    return (b.header("hetsync bench capacity")
+            + "## Reference\n\n"
+            f"- memory copy of 11.2 M floats: {summary['memcpy_gb_per_s']:.2f} GB/s (each "
+            "copied byte counted once)\n"
+            f"- empty actor call: {summary['empty_call_ms']:.3f} ms\n\n"
+            "## Round trip, one client, one server\n\n"
+            "| parameters | round trip (ms) | client CPU / push (ms) | server CPU / push (ms) "
+            "| of which update (ms) | of which transport (ms) | push+pull GB/s | update GB/s "
+            "(20 bytes/param) |\n|---|---|---|---|---|---|---|---|\n"
+            + "".join(f"| {t['params']:,} | {t['round_trip_ms']:.2f} | "
+                      f"{t['worker_cpu_ms_per_push']:.2f} | {t['server_cpu_ms_per_push']:.2f} | "
+                      f"{t['server_update_ms']:.2f} | {t['server_transport_cpu_ms']:.2f} | "
+                      f"{t['push_pull_gb_per_s']:.2f} | {t['update_gb_per_s']:.2f} |\n"
+                      for t in trips.values())
+            + "\nCPU per push comes from each process's CPU time (every thread), so the "
+            "client's includes Ray's own threads in it; transport is the server's CPU per push "
+            "less its update timed in-process.\n\n## One server's capacity (LeNet-5 pushes)\n\n"
+            "| clients | pushes/s | server CPU / push (ms) | client CPU / push (ms) |\n"
+            "|---|---|---|---|\n"
+            + "".join(f"| {c['clients']} | {c['pushes_per_s']:.0f} | "
+                      f"{c['server_cpu_ms_per_push']:.3f} | {c['client_cpu_ms_per_push']:.3f} |\n"
+                      for c in capacity)
+            + f"\nOn 2 cores the clients take CPU too; the most of the three: "
+            f"{summary['pushes_per_s_one_shard_lenet5']:.0f} pushes/s.\n\n"
+            "## 11.2 M parameters by server shards\n\n"
+            f"- K = 1: {fmt(summary['push_pull_gb_per_s_11m_k1'])} GB/s push+pull\n"
+            f"- K = 2: {fmt(summary['push_pull_gb_per_s_11m_k2'])}\n"
+            f"- K = 4: {fmt(summary['push_pull_gb_per_s_11m_k4'])}\n"
+            f"- the server's update: {summary['server_update_gb_per_s_11m']:.2f} GB/s, "
+            f"{summary['server_update_gb_per_s_11m'] / summary['memcpy_gb_per_s']:.2f}x "
+            "the memory copy rate\n\n![](capacity.png)\n")

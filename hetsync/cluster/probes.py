@@ -1,0 +1,57 @@
+"""Clients that compute nothing, for measuring the data plane itself (`hetsync bench
+capacity`): each pushes a fixed gradient and takes the reply, as fast as it can."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import ray
+
+from hetsync.cluster.clients import RayServerClient
+from hetsync.cluster.handles import ServerHandle
+from hetsync.core.wire import Contribution
+
+
+class PushProbe:
+    def __init__(self, server, worker: int, size: int, timeout_s: float):
+        self.client = RayServerClient(server, timeout_s)
+        self.worker = worker
+        self.push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
+        self.clock = self.client.join(worker).clock
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, start_at: float, seconds: float) -> tuple[int, float]:
+        """Pushes from `start_at` for `seconds`: (pushes, this process's CPU seconds)."""
+        time.sleep(max(0.0, start_at - time.time()))
+        pushes, cpu = 0, time.process_time()
+        while time.time() < start_at + seconds:
+            push = self.push._replace(clock=self.clock)
+            self.client.get(self.client.push(self.worker, [push]))
+            self.clock, pushes = self.clock + 1, pushes + 1
+        return pushes, time.process_time() - cpu
+
+
+def probe_capacity(server: ServerHandle, clients: int, size: int, seconds: float,
+                   timeout_s: float = 60.0) -> dict[str, float]:
+    """`clients` probes (one process each, workers 0..clients-1 of `server`) push for
+    `seconds`: pushes per second in all, and the server's and a client's CPU per push."""
+    probes = [ray.remote(num_cpus=0)(PushProbe).remote(server.actor, w, size, timeout_s)
+              for w in range(clients)]
+    try:
+        ray.get([p.ready.remote() for p in probes], timeout=timeout_s)  # started and joined
+        start_at = time.time() + 0.5
+        runs = [p.run.remote(start_at, seconds) for p in probes]
+        time.sleep(max(0.0, start_at - time.time()))
+        cpu = server.cpu_seconds()
+        done = ray.get(runs, timeout=seconds + timeout_s)
+        server_cpu = server.cpu_seconds() - cpu
+    finally:
+        for p in probes:
+            ray.kill(p)
+    pushes = sum(n for n, _ in done)
+    return {"clients": clients, "pushes_per_s": pushes / seconds,
+            "server_cpu_ms_per_push": 1000 * server_cpu / pushes,
+            "client_cpu_ms_per_push": 1000 * sum(c for _, c in done) / pushes}
