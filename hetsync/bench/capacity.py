@@ -5,20 +5,23 @@ speed): (a) the physical reference, a memory copy of the same bytes and an empty
 from process CPU time, the server's split into the update (timed in-process) and the rest
 (transport); (c) one server's capacity: 1, 2 and 4 clients that compute nothing push LeNet-5
 gradients as fast as they can; (d) 11.2 M parameters by number of server shards (only one
-shard exists so far: the K = 2 and 4 rows wait for the sharded server).
+shard exists so far: the K = 2 and 4 rows wait for the sharded server); (e) what Ray's own
+processes (GCS, raylet, autoscaler monitor, dashboard head and agent, runtime-env agent, log
+monitor) cost: their CPU while a 4-worker run trains, from /proc (Linux).
 
 Writes results.csv, report.md, a chart and summary.json (keys read by other tools)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hetsync.bench.harness import Bench, save, write
+from hetsync.bench.harness import Bench, Budget, save, write
 from hetsync.cluster.clients import RayServerClient
 from hetsync.cluster.handles import ServerHandle
 from hetsync.cluster.probes import probe_capacity
@@ -31,6 +34,7 @@ KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "server_cpu_ms_per_push_lenet5", "worker_cpu_ms_per_push_lenet5",
         "pushes_per_s_one_shard_lenet5", "push_pull_gb_per_s_11m_k1",
         "push_pull_gb_per_s_11m_k2", "push_pull_gb_per_s_11m_k4", "server_update_gb_per_s_11m")
+BUDGETS = (Budget(600, 0.9, 1, evaluations=1), Budget(3000, 0.97, 1, evaluations=1))  # (e)
 UPDATE_BYTES_PER_PARAM = 20  # SGD with momentum reads g, buf, w and writes buf, w: 5 x 4 bytes
 
 
@@ -96,6 +100,35 @@ def round_trip(size: int, calls: int) -> dict[str, float]:
             "update_gb_per_s": UPDATE_BYTES_PER_PARAM * size / update / 1e9}
 
 
+RAY_PROCESSES = ("gcs_server", "raylet", "autoscaler/_private/monitor.py", "log_monitor.py",
+                 "dashboard/dashboard.py", "DashboardAgent", "RuntimeEnvAgent")
+
+
+def _process_cpu() -> dict[str, float]:
+    """CPU seconds so far of each of Ray's own processes on this machine, by kind."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next((k for k in RAY_PROCESSES if k in cmd), None)
+        if kind is not None:
+            found[kind] = found.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def ray_processes(b: Bench) -> dict[str, float]:
+    """Cores each kind of Ray process takes while 4 workers train (LeNet-5, mnist-10k)."""
+    from hetsync.run.train import train
+
+    before = _process_cpu()
+    s = train(b.config(workers=4, speeds=(1, 1, 2, 4), allocation="idpa")).summary
+    after = _process_cpu()
+    return {k: (after.get(k, 0.0) - before.get(k, 0.0)) / s["wall_time_s"] for k in after}
+
+
 def run(b: Bench) -> list[Path]:
     calls = {"lenet5": 100, "1m": 30, "11m": 6} if b.quick else {"lenet5": 400, "1m": 100,
                                                                  "11m": 20}
@@ -104,7 +137,7 @@ def run(b: Bench) -> list[Path]:
     b.rows.append({"suite": "capacity", "part": "reference", "case": "memcpy 11.2 M floats",
                    "gb_per_s": summary["memcpy_gb_per_s"]})
     trips, capacity = {}, []
-    with ray_session(None, cpus=1):
+    with ray_session(None, cpus=4):  # (e) trains 4 workers
         server = ServerHandle(60.0, **_server_args(SIZES["lenet5"], 1))
         try:
             for _ in range(10):
@@ -131,6 +164,10 @@ def run(b: Bench) -> list[Path]:
             b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
                            "case": f"{clients} clients", **capacity[-1]})
             print(b.rows[-1], flush=True)
+        cores = ray_processes(b) if Path("/proc/self/stat").exists() else {}
+        for kind, share in cores.items():
+            b.rows.append({"suite": "capacity", "part": "Ray's processes", "case": kind,
+                           "cores_while_training": share})
     lenet, big = trips["lenet5"], trips["11m"]
     summary.update({
         "round_trip_ms_lenet5": lenet["round_trip_ms"],
@@ -145,7 +182,7 @@ def run(b: Bench) -> list[Path]:
     summary = {k: summary[k] for k in KEYS}
     (b.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return [b.out / "summary.json", _chart(b, trips, capacity),
-            write(b.out / "report.md", _report(b, summary, trips, capacity))]
+            write(b.out / "report.md", _report(b, summary, trips, capacity, cores))]
 
 
 def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
@@ -163,7 +200,8 @@ def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
     return save(fig, b.out / "capacity.png")
 
 
-def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict]) -> str:
+def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
+            cores: dict[str, float]) -> str:
     fmt = lambda v, d=2: "not measured (no sharded server yet)" if v is None else f"{v:.{d}f}"  # noqa: E731
     return (b.header("hetsync bench capacity")
             + "## Reference\n\n"
@@ -195,4 +233,8 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict]) -> str:
             f"- K = 4: {fmt(summary['push_pull_gb_per_s_11m_k4'])}\n"
             f"- the server's update: {summary['server_update_gb_per_s_11m']:.2f} GB/s, "
             f"{summary['server_update_gb_per_s_11m'] / summary['memcpy_gb_per_s']:.2f}x "
-            "the memory copy rate\n\n![](capacity.png)\n")
+            "the memory copy rate\n\n## Ray's own processes while 4 workers train\n\n"
+            "| process | cores |\n|---|---|\n"
+            + "".join(f"| {k} | {v:.3f} |\n" for k, v in sorted(cores.items()))
+            + f"\nIn all {sum(cores.values()):.3f} of a core (the workers, the server and the "
+            "driver are not in this table).\n\n![](capacity.png)\n")

@@ -55,3 +55,12 @@ def test_the_heterogeneous_table_is_that_of_the_committed_report():
 def test_every_committed_report_names_the_command_that_wrote_it():
     for report in sorted((ROOT / "docs").glob("benchmarks-*/report.md")):
         assert "Measured by `hetsync bench " in report.read_text(), report
+
+
+def test_the_capacity_figures_are_those_of_the_committed_report():
+    c = json.loads(_text("docs/benchmarks-capacity/summary.json"))
+    readme, bench = _text("README.md"), _text("docs/benchmarks.md")
+    for text in (readme, bench):
+        assert f"{c['round_trip_ms_lenet5']:.2f} ms" in text
+        assert f"{c['pushes_per_s_one_shard_lenet5']:.0f} pushes" in text
+    assert f"{c['server_update_gb_per_s_11m']:.1f} GB/s" in bench
