@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hetsync.cluster.peer_ps import ray_ps_run
 from hetsync.config import TrainConfig
-from hetsync.core.partitioning import ShardSampler
+from hetsync.core.partitioning import ShardSampler, proportional_batches
 from hetsync.core.updates import LrSchedule
 from hetsync.core.wire import Snapshot, params_to_vector
 from hetsync.data import ArrayData, load_dataset
@@ -54,8 +54,13 @@ def _setup(cfg: TrainConfig):
 
 # --------------------------------------------------------------------------- DDP (gloo)
 def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
-              data: ArrayData, queue) -> None:
+              data: ArrayData, queue, batches: list[int] | None = None) -> None:
+    """One DDP rank. With `batches`, each rank's batch is its own (load-balanced BSP, as
+    LB-BSP and OmniLearn do) and its loss is scaled by its share, so that the all-reduced
+    (averaged) gradient is the mean over the global batch."""
     tr, up = cfg.training, cfg.update
+    batch = batches[rank] if batches else tr.batch_size
+    scale = batch * tr.workers / sum(batches) if batches else 1.0
     torch.set_num_threads(tr.threads_per_worker)
     n = tr.workers
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -65,13 +70,13 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
     began, step_no = [0.0], [0]
     if pacer is not None:  # the emulated compute time ends before the gradients are reduced
         def paced_allreduce(group, bucket):
-            pacer.pace(began[0], tr.batch_size, step_no[0])
+            pacer.pace(began[0], batch, step_no[0])
             return default_hooks.allreduce_hook(group, bucket)
 
         ddp.register_comm_hook(None, paced_allreduce)
     schedule = LrSchedule(up.lr, tr.iterations, up.lr_schedule)
     opt = torch.optim.SGD(ddp.parameters(), lr=up.lr * n, momentum=up.momentum)
-    sampler = ShardSampler(len(data), rank, n, tr.batch_size, tr.seed)
+    sampler = ShardSampler(len(data), rank, n, batch, tr.seed, batches)
     steps, snaps, every = tr.iterations // n, [], cfg.output.eval_every
     dist.barrier()
     t0 = time.time()
@@ -81,24 +86,32 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
         opt.param_groups[0]["lr"] = schedule.at(step * n) * n  # one step on n batches
         opt.zero_grad(set_to_none=True)
         x, y = data.batch(idx)
-        F.cross_entropy(ddp(x), y).backward()
+        (F.cross_entropy(ddp(x), y) * scale).backward()
         opt.step()
         if rank == 0 and ((step + 1) * n // every > step * n // every or step == steps - 1):
             snaps.append(((step + 1) * n, time.time() - t0, params_to_vector(model).copy()))
     if rank == 0:
-        queue.put((snaps, time.time() - t0, steps * n * tr.batch_size))
+        queue.put((snaps, time.time() - t0, steps * (sum(batches) if batches else
+                                                     n * tr.batch_size)))
     dist.destroy_process_group()
 
 
-def ddp_train(cfg: TrainConfig) -> dict[str, Any]:
+def ddp_train(cfg: TrainConfig, proportional: bool = False) -> dict[str, Any]:
+    """PyTorch DDP on the emulated cluster; `proportional` gives each rank a batch in
+    proportion to its node's speed (the emulated speeds are known exactly: the best case for
+    this peer), the same global batch in all."""
     train_data, val_data, cluster = _setup(cfg)
+    tr = cfg.training
+    batches = (proportional_batches(tr.workers * tr.batch_size, [1 / v for v in cluster.speeds])
+               if proportional and cluster.speeds else None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_ddp_rank, args=(r, cfg, port, cluster.pacer(r), train_data,
-                                                 queue)) for r in range(cfg.training.workers)]
+                                                 queue, batches))
+             for r in range(cfg.training.workers)]
     for p in procs:
         p.start()
     try:

@@ -4,8 +4,9 @@
   backward passes at IDPA's batches, one process per node, no server, no communication, no
   evaluation): the most any training system reaches on this machine, since the emulation
   itself shares its cores;
-- hetsync SSP+IDPA, BSP+uniform, BSP+IDPA and AGWU+IDPA, and the plain asynchronous Ray
-  parameter server, on the same cluster and budget;
+- hetsync SSP+IDPA, BSP+uniform, BSP+IDPA and AGWU+IDPA, the plain asynchronous Ray
+  parameter server, and PyTorch DDP with per-rank batches in proportion to speed (the peer a
+  well-read user would pick for unequal nodes), on the same cluster and budget;
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
 Writes results.csv, report.md, a chart, and summary.json (keys read by other tools)."""
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from hetsync.bench.baselines import ray_ps_train
+from hetsync.bench.baselines import ddp_train, ray_ps_train
 from hetsync.bench.harness import Bench, Budget, paced_steps, ratio, save, speeds_for, write
 from hetsync.cluster.runtime import ray_session
 from hetsync.config import TrainConfig
@@ -43,7 +44,8 @@ CONFIGS = {
 INTERFERENCE = "3@9s-19s:4"
 KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s",
         "bsp_uniform_samples_per_s", "bsp_idpa_samples_per_s", "bsp_idpa_time_to_target_s",
-        "plain_async_ps_samples_per_s", "ssp_idpa_time_to_target_s",
+        "plain_async_ps_samples_per_s", "ddp_proportional_samples_per_s",
+        "ddp_proportional_time_to_target_s", "ssp_idpa_time_to_target_s",
         "bsp_uniform_time_to_target_s", "ssp_idpa_final_accuracy", "bsp_uniform_final_accuracy")
 
 
@@ -97,6 +99,9 @@ def run(b: Bench) -> list[Path]:
         results["plain_async_ps"] = b.record(
             "speeds 1,1,2,4", "plain_async_ps", 0,
             ray_ps_train(b.config(workers=4, speeds=speeds), synchronous=False))
+        results["ddp_proportional"] = b.record(
+            "speeds 1,1,2,4", "ddp_proportional", 0,
+            ddp_train(b.config(workers=4, speeds=speeds), proportional=True))
         if not b.quick:
             for name in ("ssp_idpa", "agwu_idpa"):
                 s = train(b.config(workers=4, speeds=speeds, interference=INTERFERENCE,

@@ -56,14 +56,22 @@ class ServerActor:
         return time.process_time()
 
     async def _settle(self, awaiting: Awaiting) -> Reply:
+        """Wait until the call may be answered; the reply says how long that took, so that
+        the worker counts it as waiting (a BSP round, the gate), not as communication."""
+        waited = 0.0
         async with self.changed:
             self.changed.notify_all()  # what the call changed may free others
-            try:
-                await asyncio.wait_for(self.changed.wait_for(awaiting.ready), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise ClusterError(f"timed out after {self.timeout_s:.0f} s: "
-                                   f"{awaiting.blocker()}") from None
-        return awaiting.reply()
+            if not awaiting.ready():
+                t0 = time.perf_counter()
+                try:
+                    await asyncio.wait_for(self.changed.wait_for(awaiting.ready),
+                                           self.timeout_s)
+                except asyncio.TimeoutError:
+                    raise ClusterError(f"timed out after {self.timeout_s:.0f} s: "
+                                       f"{awaiting.blocker()}") from None
+                waited = time.perf_counter() - t0
+        reply = awaiting.reply()
+        return reply._replace(waited_s=waited) if waited else reply
 
     async def _notify(self) -> None:
         async with self.changed:

@@ -186,10 +186,17 @@ class Allocator:
 
 class ShardSampler:
     """The static split that plain data parallelism uses, for the peers hetsync is measured
-    against: a fixed shard per worker (every n-th sample), reshuffled each epoch."""
+    against: a fixed shard per worker, reshuffled each epoch. Equal shards (every n-th
+    sample), or with `batches` (each rank's batch size) shards in proportion to them, so
+    that every rank passes over its shard in the same number of steps."""
 
-    def __init__(self, n_samples: int, rank: int, workers: int, batch: int, seed: int):
-        self.shard = np.arange(rank, n_samples, workers)
+    def __init__(self, n_samples: int, rank: int, workers: int, batch: int, seed: int,
+                 batches: list[int] | None = None):
+        if batches is None:
+            self.shard = np.arange(rank, n_samples, workers)
+        else:
+            ends = np.cumsum([0, *batches]) * n_samples // sum(batches)
+            self.shard = np.arange(ends[rank], ends[rank + 1])
         self.rng = np.random.default_rng(seed * 1000 + rank)
         self.batch = batch
         self.order, self.pos = self.shard, len(self.shard)

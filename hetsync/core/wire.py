@@ -43,6 +43,7 @@ class Reply(NamedTuple):
     granted: int  # iterations newly granted from the global budget
     clock: int  # the worker's own clock (meaningful on join)
     lr: float  # the scheduled learning rate now, for AGWU's local steps
+    waited_s: float = 0.0  # how long the server held the call for the consistency model
 
 
 class Snapshot(NamedTuple):

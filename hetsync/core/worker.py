@@ -239,24 +239,37 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
     pending = None
     stash: list[Contribution] = []
 
-    def absorb(reply: Reply) -> None:
+    def absorb(reply: Reply) -> float:
+        """Take a reply; return how long the server held it for the consistency model."""
         nonlocal known_min, tickets
         worker.load(reply)
         known_min = max(known_min, reply.min_clock)
         tickets += reply.granted
+        return reply.waited_s
+
+    def exchanged(t0: float, held: float) -> None:
+        """A push's time since `t0`: moving bytes is communication, the time the server held
+        it for the consistency model (a BSP round) is waiting, as at the gate."""
+        t1 = time.time()
+        held = min(held, t1 - t0)
+        report.comm_s += t1 - held - t0
+        report.timeline.append(("comm", t0, t1 - held))
+        if held > 0:
+            report.wait_s += held
+            report.timeline.append(("wait", t1 - held, t1))
 
     def flush() -> None:
         """Collect the previous push's reply, then send the stash as the next push."""
         nonlocal pending
-        t0 = time.time()
+        t0, held = time.time(), 0.0
         if pending is not None:
-            absorb(server.get(pending))
+            held += absorb(server.get(pending))
         pending = server.push(worker.id, list(stash))
         stash.clear()
         if not overlap:  # the next gradient starts from weights holding this push
-            absorb(server.get(pending))
+            held += absorb(server.get(pending))
             pending = None
-        report.comm_s += timed("comm", t0)
+        exchanged(t0, held)
 
     while True:
         if tickets == 0:
@@ -265,9 +278,8 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
             if pending is None:
                 break
             t0 = time.time()
-            absorb(server.get(pending))
+            exchanged(t0, absorb(server.get(pending)))
             pending = None
-            report.comm_s += timed("comm", t0)
             continue
         # The consistency gate: decide on what we know; only ask the server when it says wait.
         if not gate.decide(clock, known_min).proceed:

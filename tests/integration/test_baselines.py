@@ -42,3 +42,9 @@ def test_push_probes_measure_one_servers_capacity(ray_local):
     assert got["clients"] == 2 and got["pushes_per_s"] > 10
     assert got["server_cpu_ms_per_push"] > 0 and got["client_cpu_ms_per_push"] > 0
     assert status.iterations >= got["pushes_per_s"] * 0.5  # every push was applied
+
+
+def test_ddp_with_batches_in_proportion_to_speed_trains_the_same_global_batch():
+    s = ddp_train(TrainConfig.from_flat(**{**PEER, "speeds": (1, 4)}), proportional=True)
+    assert s["iterations"] == 200 and s["final_val_accuracy"] >= 0.95
+    assert 0 < s["time_to_target_s"] <= s["wall_time_s"]

@@ -133,3 +133,18 @@ def test_a_ray_instance_that_cannot_host_the_run_is_refused_not_ignored(ray_loca
     have = int(ray.cluster_resources()["CPU"])
     with pytest.raises(hetsync.ClusterError, match=f"has {have} CPUs; this run needs {have + 1}"):
         hetsync.train(workers=1, threads_per_worker=have + 1, **small)
+
+
+def test_under_bsp_on_unequal_nodes_the_fast_workers_wait_most_of_their_time(ray_local, small):
+    """The barrier's cost counted as waiting (not communication): with speeds 1,1,2,4 the two
+    fast workers are held at each round by the one 4x slower. Measured in three runs here:
+    workers 0 and 1 waited 0.45-0.49 of their time, computed 0.29-0.30 and communicated
+    0.21-0.25; worker 3 waited 0.00; wait_fraction 0.32-0.34."""
+    s = hetsync.train(sync="bsp", workers=4, speeds=(1, 1, 2, 4), **small).summary
+    for w in s["per_worker"]:
+        if w["worker"] in (0, 1):
+            assert w["wait_s"] > max(w["compute_s"], w["comm_s"]), w
+            assert w["wait_s"] > 0.35 * w["total_s"], w
+        if w["worker"] == 3:
+            assert w["wait_s"] < 0.1 * w["total_s"], w
+    assert s["wait_fraction"] > 0.25

@@ -1,5 +1,6 @@
 """IDPA: proportional batches, incremental rebalancing, and no lost or duplicated samples."""
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,3 +104,10 @@ def test_the_live_set_is_shared_and_a_departure_reshares_the_global_batch():
 def test_shard_sampler_covers_its_shard_each_epoch():
     s = ShardSampler(20, rank=1, workers=4, batch=5, seed=0)
     assert sorted(s.next().tolist()) == [1, 5, 9, 13, 17]
+
+
+def test_proportional_shards_split_the_data_by_batch_and_cover_it_once():
+    shards = [ShardSampler(100, r, 3, b, seed=0, batches=[50, 30, 20]).shard for r, b in
+              enumerate([50, 30, 20])]
+    assert [len(s) for s in shards] == [50, 30, 20]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(100))
