@@ -125,12 +125,13 @@ def _chart(b: Bench, results: dict, ceiling: dict) -> Path:
     names = ["ceiling", *results]
     rates = [ceiling["throughput_samples_per_s"],
              *[r["throughput_samples_per_s"] for r in results.values()]]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.bar(names, rates, color=["tab:gray"] + ["tab:blue"] * len(results))
     ax.axhline(ceiling["ideal_throughput_samples_per_s"], color="black", linestyle="--",
                linewidth=1, label="ideal (sum of the nodes' rates)")
     ax.set_ylabel("samples/s")
     ax.set_title("speeds 1,1,2,4, 4 workers: throughput against the ceiling")
+    ax.tick_params(axis="x", labelrotation=25)
     ax.legend()
     return save(fig, b.out / "heterogeneous-throughput.png")
 
