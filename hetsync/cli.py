@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import MISSING
 
@@ -106,8 +107,18 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"hetsync: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the command line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
+    if not debug:  # one line per warning, once, as errors are
+        warnings.formatwarning = _one_line_warning
+        warnings.simplefilter("once", UserWarning)
     try:
         return {"train": _train, "plot": _plot, "bench": _bench}[args.command](args)
     except HetsyncError as e:

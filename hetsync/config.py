@@ -16,6 +16,8 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hetsync.core.partitioning import ALLOCATIONS
 from hetsync.core.updates import LR_SCHEDULES, UPDATES
 from hetsync.data import DATASETS
@@ -65,6 +67,10 @@ class TrainingConfig:
         if isinstance(self.model, str):
             _need(self.model in MODELS, f"unknown model {self.model!r}; choose one of "
                   f"{', '.join(sorted(MODELS))} or pass an nn.Module factory")
+        elif isinstance(self.model, torch.nn.Module):
+            raise ConfigError(f"model is an nn.Module instance ({type(self.model).__name__}); "
+                              "pass a factory that builds one, such as the class itself: every "
+                              "worker builds its own replica")
         else:
             _need(callable(self.model), "model must be a registered name or an nn.Module factory")
         _positive_int(self.workers, "--workers")

@@ -21,6 +21,11 @@ from hetsync.config import FLAT
 from hetsync.errors import ConfigError, DivergedError, HetsyncError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# What a run writes into --out (and the temporary files of an atomic write): a folder holding
+# anything else is not a run's, and a run does not write into it.
+RUN_FILES = {"metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
+             *(f"{name}.tmp" for name in ("metrics.jsonl", "summary.json", "timeline.json",
+                                           "model.pt", CHECKPOINT_FILE))}
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
 # controller's own state; 4: the SGD rule's momentum buffer as a plain tensor
 FORMAT = 4
@@ -112,10 +117,17 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
     out = cfg.output.out_dir
     if out is None:
         return None
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
     if cfg.faults.resume is not None:
         if (out / "summary.json").exists():
             raise ConfigError(f"the run in {out} has finished; there is nothing to resume")
         return load_checkpoint(out, cfg, num_params)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) \
+        if out.exists() else []
+    if foreign:
+        raise ConfigError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
     files = [out / name for name in ("summary.json", "metrics.jsonl", CHECKPOINT_FILE)]
     if any(f.exists() for f in files):
         if not cfg.output.overwrite:

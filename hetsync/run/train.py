@@ -70,7 +70,9 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     cores = os.cpu_count() or 1
     if tr.workers * tr.threads_per_worker > cores:
         warnings.warn(f"{tr.workers} workers x {tr.threads_per_worker} threads exceed the "
-                      f"{cores} cores of this machine: workers will share cores", stacklevel=2)
+                      f"{cores} cores of this machine: they will share the cores, so expect "
+                      f"about the throughput of {cores} workers, and a long start-up (each "
+                      "worker is a process that imports PyTorch)", stacklevel=2)
 
     out = cfg.output.out_dir
     log = MetricsLog(out / "metrics.jsonl" if out else None,

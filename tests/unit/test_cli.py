@@ -118,3 +118,42 @@ def test_importing_the_cli_loads_neither_matplotlib_nor_the_bench():
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_out_that_is_a_file_or_a_folder_of_other_files_is_refused(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("mine")
+    assert main(["train", "--quiet", "--dataset", "synthetic", "--out", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0]
+    assert main(["train", "--quiet", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds files that are not a run's (README.md)" in err[0]
+    assert readme.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md"]
+
+
+def test_a_module_instance_instead_of_a_factory_is_one_clear_error():
+    from hetsync.models import LeNet5
+
+    with pytest.raises(ConfigError, match="nn.Module instance .LeNet5.; pass a factory"):
+        TrainConfig.from_flat(model=LeNet5())
+
+
+def test_debug_is_accepted_anywhere_and_shows_the_traceback():
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        main(["train", "--workers", "0", "--debug"])
+
+
+def test_a_warning_is_one_line_before_the_error():
+    import os
+
+    workers = 2 * (os.cpu_count() or 1) + 1
+    proc = subprocess.run([sys.executable, "-m", "hetsync.cli", "train", "--quiet", "--dataset",
+                           "synthetic", "--workers", str(workers), "--synthetic-samples",
+                           str(32 * workers), "--batch-size", "32", "--address", "127.0.0.1:1"],
+                          capture_output=True, text=True)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 2, err
+    assert err[0].startswith("hetsync: warning: ") and "share the cores" in err[0]
+    assert err[1].startswith("hetsync: error: cannot reach the Ray cluster")
