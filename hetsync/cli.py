@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from dataclasses import MISSING
 
 from hetsync.config import SECTIONS, TrainConfig, flat_name, section_fields
-from hetsync.errors import HetsyncError
+from hetsync.errors import ClusterError, HetsyncError
 
 BENCH_SUITES = ("paper", "peers", "overhead", "heterogeneous", "capacity")
 
 
-def _add_setting(group, f) -> None:
+def _add_setting(group, f, given_only: bool = False) -> None:
+    """One flag for one config field; with `given_only` it has no default, so that parsing
+    yields only the flags the user typed."""
     meta = f.metadata
     flat = flat_name(f)
     flag = meta.get("flag") or "--" + flat.replace("_", "-")
@@ -25,23 +27,26 @@ def _add_setting(group, f) -> None:
     help_text = meta["help"] + (" (default: %(default)s)" if default not in (None, "") else "")
     if isinstance(default, bool):
         group.add_argument(flag, dest=flat, action="store_false" if default else "store_true",
-                           help=meta["help"])
+                           help=meta["help"], **({"default": argparse.SUPPRESS}
+                                                 if given_only else {}))
         return
     kind = type(default) if isinstance(default, (int, float)) else str
     metavar = ("{" + ",".join(values) + "}" if values else meta.get("metavar")
                or {int: "N", float: "X"}.get(kind, "TEXT"))
-    group.add_argument(flag, dest=flat, type=kind, default=default, metavar=metavar,
-                       help=help_text)
+    group.add_argument(flag, dest=flat, type=kind, metavar=metavar, help=help_text,
+                       default=argparse.SUPPRESS if given_only else default)
 
 
-def _train_parser(sub) -> None:
+def _train_parser(sub, given_only: bool = False) -> None:
     p = sub.add_parser("train", help="train a model (starts a local Ray instance by default)",
-                       description="Train a model. Every flag is a field of hetsync.config.")
+                       description="Train a model. Every flag is a field of hetsync.config. "
+                                   "`--resume DIR` alone continues the run saved in DIR with "
+                                   "its own settings.")
     groups = {name: p.add_argument_group(f"{name} ({cls.__doc__.strip().rstrip('.')})")
               for name, cls in SECTIONS.items()}
     for section, _, f in section_fields():
         if f.metadata.get("cli", True):
-            _add_setting(groups[section], f)
+            _add_setting(groups[section], f, given_only)
 
 
 def _plot_parser(sub) -> None:
@@ -60,25 +65,53 @@ def _bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="smaller budgets: within 10 minutes")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(given_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hetsync", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors "
+                                                             "(anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
+    _train_parser(sub, given_only)
     _plot_parser(sub)
     _bench_parser(sub)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> TrainConfig:
+    """The flags as a config. `--resume DIR` starts from the settings the run saved in DIR
+    (config.json), with the flags typed here on top: those that define the run must match
+    the checkpoint's (`run.checkpoint.load_checkpoint` refuses them otherwise)."""
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
+    if args.resume:
+        from pathlib import Path
+
+        from hetsync.run.checkpoint import stored_config
+
+        stored = stored_config(Path(args.resume))
+        if stored is not None:
+            given = vars(build_parser(given_only=True).parse_args(argv))
+            given = {k: v for k, v in given.items() if k not in ("command", "debug")}
+            return TrainConfig.from_dict(stored, **{"out": None, "overwrite": False, **given})
     return TrainConfig.from_flat(**settings)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _resume_hint(args: argparse.Namespace) -> str:
+    """Where an interrupted or failed run can be continued from, if it saved a checkpoint."""
+    out = getattr(args, "resume", None) or getattr(args, "out", None)
+    if not out:
+        return ""
+    from pathlib import Path
+
+    from hetsync.run.checkpoint import saved_iterations
+
+    at = saved_iterations(Path(out))
+    return ("" if at is None else f"; the checkpoint at iteration {at} is saved: continue with "
+            f"`hetsync train --resume {out}`")
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     from hetsync.run.train import train
 
-    result = train(config_from_args(args))
+    result = train(config_from_args(args, argv))
     s = result.summary
     keys = ("sync", "workers", "iterations", "wall_time_s", "final_val_accuracy",
             "time_to_target_s", "max_staleness_observed", "max_version_lag",
@@ -114,20 +147,24 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the command line
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
     args.debug = debug
     if not debug:  # one line per warning, once, as errors are
         warnings.formatwarning = _one_line_warning
         warnings.simplefilter("once", UserWarning)
     try:
-        return {"train": _train, "plot": _plot, "bench": _bench}[args.command](args)
+        if args.command == "train":
+            return _train(args, argv)
+        return {"plot": _plot, "bench": _bench}[args.command](args)
     except HetsyncError as e:
         if args.debug:
             raise
-        print(f"hetsync: error: {e}", file=sys.stderr)
+        hint = _resume_hint(args) if isinstance(e, ClusterError) else ""
+        print(f"hetsync: error: {e}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hetsync: interrupted", file=sys.stderr)
+        print(f"hetsync: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
 
 

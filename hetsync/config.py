@@ -359,6 +359,16 @@ class TrainConfig:
             "--kill-server needs --out and --checkpoint-every: a lost server restarts from "
             "the last checkpoint")
 
+    @classmethod
+    def from_dict(cls, stored: dict[str, dict[str, Any]], **settings: Any) -> TrainConfig:
+        """A config from `to_dict`'s output (config.json in a run folder), with `settings`
+        (flat names) taking precedence."""
+        flat = {flat_name(f): stored[section][f.name] for section, _, f in section_fields()
+                if f.name in stored.get(section, {})}
+        if flat.get("speeds") is not None:
+            flat["speeds"] = tuple(flat["speeds"])
+        return cls.from_flat(**{**flat, **settings})
+
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name (objects such as datasets as they are)."""
         return {flat_name(f): getattr(getattr(self, section), f.name)

@@ -10,6 +10,7 @@ allocator's (the epoch's remaining data, measured rates, its RNG state) and the 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,13 +20,15 @@ import torch
 
 from hetsync.config import FLAT
 from hetsync.errors import ConfigError, DivergedError, HetsyncError
+from hetsync.run.metrics import write_json_atomic
 
 CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"
 # What a run writes into --out (and the temporary files of an atomic write): a folder holding
 # anything else is not a run's, and a run does not write into it.
-RUN_FILES = {"metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
-             *(f"{name}.tmp" for name in ("metrics.jsonl", "summary.json", "timeline.json",
-                                           "model.pt", CHECKPOINT_FILE))}
+RUN_NAMES = ("metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
+             CONFIG_FILE)
+RUN_FILES = {*RUN_NAMES, *(f"{name}.tmp" for name in RUN_NAMES)}
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
 # controller's own state; 4: the SGD rule's momentum buffer as a plain tensor
 FORMAT = 4
@@ -136,7 +139,24 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         for f in files:
             f.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / CONFIG_FILE, cfg.to_dict())  # what `--resume DIR` alone reads
     return None
+
+
+def stored_config(out_dir: Path) -> dict | None:
+    """The config a run saved in its folder, or None (an older run, or not a run's folder)."""
+    try:
+        return json.loads((out_dir / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def saved_iterations(out_dir: Path) -> int | None:
+    """Where the checkpoint in `out_dir` stands, or None if it has none that loads."""
+    try:
+        return load_weights(out_dir / CHECKPOINT_FILE)["server"]["applied"]
+    except (HetsyncError, KeyError, TypeError):
+        return None
 
 
 def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:

@@ -167,3 +167,32 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(ray_local, tmp_path, sma
         model=TurnsNaN, workers=2, checkpoint_every=40, out=str(tmp_path), resume=str(tmp_path),
         **{**small, "iterations": 1000}), num_params=28 * 28 * 10 + 10)
     assert ckpt.iterations >= 40 and bool(ckpt.server["weights"].isfinite().all())
+
+
+def test_an_interrupted_run_says_how_to_resume_and_resumes_from_its_folder_alone(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli("--out", str(out)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:  # Ctrl-C once the first checkpoint is saved
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "metrics.jsonl").exists() and any(
+                    r["kind"] == "checkpoint" for r in _records(out)):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    saved = [r for r in _records(out) if r["kind"] == "checkpoint"][-1]["iterations"]
+    assert last == (f"hetsync: interrupted; the checkpoint at iteration {saved} is saved: "
+                    f"continue with `hetsync train --resume {out}`"), last
+    done = subprocess.run([sys.executable, "-m", "hetsync.cli", "train", "--resume", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["iterations"] == 1500 and s["resumed_from_iterations"] >= saved
+    assert s["config"]["data"]["dataset"] == "synthetic"  # the saved settings, not defaults

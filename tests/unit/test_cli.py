@@ -157,3 +157,16 @@ def test_a_warning_is_one_line_before_the_error():
     assert proc.returncode == 2 and len(err) == 2, err
     assert err[0].startswith("hetsync: warning: ") and "share the cores" in err[0]
     assert err[1].startswith("hetsync: error: cannot reach the Ray cluster")
+
+
+def test_a_stored_config_round_trips_and_flags_typed_with_resume_go_on_top(tmp_path):
+    cfg = TrainConfig.from_flat(dataset="synthetic", workers=2, speeds=(1, 4), sync="bsp",
+                                out=str(tmp_path))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    argv = ["train", "--resume", str(tmp_path), "--timeout", "42"]
+    resumed = config_from_args(build_parser().parse_args(argv), argv)
+    assert resumed.emulation.speeds == (1.0, 4.0) and resumed.consistency.sync == "bsp"
+    assert resumed.cluster.timeout_s == 42.0 and resumed.output.out == str(tmp_path)
