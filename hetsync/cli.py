@@ -108,15 +108,31 @@ def _resume_hint(args: argparse.Namespace) -> str:
             f"`hetsync train --resume {out}`")
 
 
+def _fresh_run_folder(root: str = "runs") -> str:
+    """runs/run-N, N one more than any there: where a run without --out writes."""
+    from pathlib import Path
+
+    taken = [int(p.name[4:]) for p in Path(root).glob("run-*") if p.name[4:].isdigit()]
+    return str(Path(root) / f"run-{max(taken, default=0) + 1}")
+
+
 def _train(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    from pathlib import Path
+
     from hetsync.run.train import train
 
+    if not args.out and not args.resume:  # every CLI run leaves its results somewhere
+        args.out = _fresh_run_folder()
     result = train(config_from_args(args, argv))
     s = result.summary
-    keys = ("sync", "workers", "iterations", "wall_time_s", "final_val_accuracy",
-            "time_to_target_s", "max_staleness_observed", "max_version_lag",
-            "throughput_samples_per_s", "ideal_throughput_samples_per_s", "wait_fraction")
+    keys = ("sync", "staleness", "allocation", "update", "speeds", "workers", "iterations",
+            "wall_time_s", "final_val_accuracy", "target_accuracy", "time_to_target_s",
+            "max_staleness_observed", "max_version_lag", "throughput_samples_per_s",
+            "ideal_throughput_samples_per_s", "wait_fraction")
     print(json.dumps({k: s[k] for k in keys}, indent=2))
+    out = Path(s["config"]["output"]["out"])
+    written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    print(f"hetsync: wrote {out}/{{{','.join(written)}}}", file=sys.stderr)
     return 0
 
 

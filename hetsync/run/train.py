@@ -12,6 +12,7 @@ the actors are reached only through the typed handles of `hetsync.cluster`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
             driver = Driver(cfg, cluster, log, progress, evaluation, resume)
             try:
                 driver.start(factory, model, train_data)
+                if out is not None and cfg.output.progress:
+                    print(f"hetsync: writing to {out}", file=sys.stderr)
                 summary, final = driver.drive()
             finally:  # also on errors, so that a caller's own Ray instance is left clean
                 driver.stop()

@@ -148,3 +148,20 @@ def test_under_bsp_on_unequal_nodes_the_fast_workers_wait_most_of_their_time(ray
         if w["worker"] == 3:
             assert w["wait_s"] < 0.1 * w["total_s"], w
     assert s["wait_fraction"] > 0.25
+
+
+def test_a_cli_run_without_out_writes_to_a_fresh_numbered_folder_and_lists_it(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "runs" / "run-4").mkdir(parents=True)  # an earlier run: the next is run-5
+    proc = subprocess.run([sys.executable, "-m", "hetsync.cli", "train", "--dataset",
+                           "synthetic", "--synthetic-samples", "256", "--batch-size", "16",
+                           "--iterations", "20", "--workers", "1", "--eval-every", "10"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert "hetsync: writing to runs/run-5" in err
+    assert err[-1] == ("hetsync: wrote runs/run-5/{config.json,metrics.jsonl,model.pt,"
+                       "summary.json,timeline.json}"), err[-1]  # no checkpoint: 20 < 500
+    assert json.loads(proc.stdout)["target_accuracy"] == 0.97  # printed beside its time

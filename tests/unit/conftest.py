@@ -13,3 +13,9 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
     # as if no Ray were running, even where integration tests ran first in this process
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """A CLI run without --out writes under ./runs: keep that out of the checkout."""
+    monkeypatch.chdir(tmp_path)
