@@ -184,6 +184,10 @@ class EmulationConfig:
     interference: str = setting(
         "", "injected slowdowns W@START[-END]:FACTOR,... (times in seconds with 's', else "
             "iterations), e.g. 3@10s-20s:4", metavar="W@START[-END]:F,...")
+    calibration: str | None = setting(
+        None, "reuse this machine's measured time per sample from a calibration.json that an "
+              "earlier run wrote (none: measure it now), so that compared runs emulate the same "
+              "cluster", metavar="FILE")
     cpu_hogs: str = setting("", "workers that get a real busy-loop process pinned beside "
                                 "them, e.g. 3 or 0,2", metavar="W,...")
 

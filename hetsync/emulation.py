@@ -10,12 +10,15 @@ not CPU. The reference node is calibrated against this machine's real single-thr
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import re
 import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -132,6 +135,7 @@ class EmulatedCluster:
     speeds: tuple[float, ...] | None
     reference_s_per_sample: float | None
     windows: tuple
+    real_s_per_sample: float | None = None  # what the calibration measured on this machine
 
     def pacer(self, worker: int) -> StepPacer | None:
         if self.speeds is None and not self.windows:
@@ -161,14 +165,31 @@ class EmulatedCluster:
                    for k in range(steps)) / steps
 
 
+def read_calibration(path: str | os.PathLike) -> float:
+    """This machine's measured seconds per sample, from a calibration.json a run wrote."""
+    try:
+        value = json.loads(Path(path).read_text())["real_s_per_sample"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--calibration {path} is not a calibration file a run wrote "
+                          f"({type(e).__name__})") from None
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"--calibration {path} holds no positive time per sample")
+    return float(value)
+
+
+def write_calibration(path: str | os.PathLike, real_s_per_sample: float) -> None:
+    Path(path).write_text(json.dumps({"real_s_per_sample": real_s_per_sample}) + "\n")
+
+
 def emulated_cluster(cfg, model: torch.nn.Module, data) -> EmulatedCluster:
-    """The cluster a `TrainConfig` describes; calibrates the reference node when it
-    emulates."""
+    """The cluster a `TrainConfig` describes. The reference node is calibrated against this
+    machine, or read from `--calibration` so that compared runs emulate the same cluster."""
     em, batch, workers = cfg.emulation, cfg.training.batch_size, cfg.training.workers
     windows = em.windows
     if em.speeds is None and not windows:
         return EmulatedCluster(None, None, ())
-    real = calibrate_s_per_sample(model, data.x, batch)
+    real = (read_calibration(em.calibration) if em.calibration
+            else calibrate_s_per_sample(model, data.x, batch))
     ref = real * em.reference_slowdown
     speeds = em.speeds or (1.0,) * workers
     if cfg.output.progress:
@@ -176,7 +197,7 @@ def emulated_cluster(cfg, model: torch.nn.Module, data) -> EmulatedCluster:
               f"{1000 * ref * batch:.2f} ms per batch of {batch} "
               f"({em.reference_slowdown:g}x this machine's measured "
               f"{1000 * real * batch:.2f} ms)", file=sys.stderr)
-    cluster = EmulatedCluster(speeds, ref, windows)
+    cluster = EmulatedCluster(speeds, ref, windows, real)
     demand = sum(real / (ref * v) for v in speeds) * cfg.training.threads_per_worker
     if demand > (os.cpu_count() or 1):
         warnings.warn(f"the emulated workers need {demand:.1f} cores of real compute, more than "

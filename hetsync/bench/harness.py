@@ -25,9 +25,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from hetsync.config import TrainConfig  # noqa: E402
-from hetsync.data import ArrayData  # noqa: E402
-from hetsync.emulation import StepPacer  # noqa: E402
+from hetsync.data import (
+    ArrayData,  # noqa: E402
+    load_dataset,  # noqa: E402
+)
+from hetsync.emulation import StepPacer, calibrate_s_per_sample, write_calibration  # noqa: E402
 from hetsync.errors import ConfigError  # noqa: E402
+from hetsync.models import build_model, resolve_model  # noqa: E402
 from hetsync.run.train import train  # noqa: E402
 
 METRICS = ("wall_time_s", "throughput_samples_per_s", "ideal_throughput_samples_per_s",
@@ -85,13 +89,25 @@ class Bench:
         self.rows: list[dict[str, Any]] = []
         self.started = time.time()
 
+    def calibration(self) -> str:
+        """This machine measured once for every run of the invocation (calibration.json in
+        the results), so that the runs it compares emulate the same cluster."""
+        path = self.out / "calibration.json"
+        if not path.exists():
+            cfg = TrainConfig.from_flat(dataset="mnist-10k", data_dir=self.data_dir)
+            data, _ = load_dataset(cfg)
+            model = build_model(resolve_model(cfg.training.model), 0)
+            write_calibration(path, calibrate_s_per_sample(model, data.x, 64))
+        return str(path)
+
     def config(self, **settings: Any) -> TrainConfig:
         b = self.budget
         # Snapshots are evaluated after each run, as the peers' are (baselines.py): on two
         # shared cores a live evaluator would take CPU from the workers being measured.
         base = dict(dataset="mnist-10k", data_dir=self.data_dir, batch_size=64,
                     iterations=b.iterations, eval_every=max(1, b.iterations // b.evaluations),
-                    target_accuracy=b.target, progress=False, defer_eval=True)
+                    target_accuracy=b.target, progress=False, defer_eval=True,
+                    calibration=self.calibration())
         return TrainConfig.from_flat(**{**base, **settings})
 
     def record(self, part: str, case: str, seed: int, result: dict, **extra: Any) -> dict:
@@ -150,7 +166,9 @@ class Bench:
                 f"Ray {ray.__version__}. Mode: {'quick' if self.quick else 'full'}"
                 + (f"; budget {self.budget.iterations} iterations, target accuracy "
                    f"{self.budget.target}, {self.budget.seeds} seed(s) per case"
-                   if self.budget else "") + ". Values are mean ± spread (population "
+                   if self.budget else "") + ". Every emulated run reads one calibration of "
+                "this machine, measured once for the invocation (calibration.json). Values are "
+                "mean ± spread (population "
                 "standard deviation) over the seeds; every number here comes from this run "
                 "(results.csv).\n\n")
 

@@ -27,7 +27,7 @@ CONFIG_FILE = "config.json"
 # What a run writes into --out (and the temporary files of an atomic write): a folder holding
 # anything else is not a run's, and a run does not write into it.
 RUN_NAMES = ("metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
-             CONFIG_FILE)
+             CONFIG_FILE, "calibration.json")
 RUN_FILES = {*RUN_NAMES, *(f"{name}.tmp" for name in RUN_NAMES)}
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
 # controller's own state; 4: the SGD rule's momentum buffer as a plain tensor

@@ -28,7 +28,7 @@ from hetsync.config import TrainConfig
 from hetsync.core.wire import Snapshot, buffers_to_vector, load_into, params_to_vector
 from hetsync.core.worker import PushPolicy, WorkerReport
 from hetsync.data import load_dataset
-from hetsync.emulation import emulated_cluster
+from hetsync.emulation import emulated_cluster, write_calibration
 from hetsync.errors import ClusterError, ConfigError
 from hetsync.models import build_model, resolve_model
 from hetsync.run.checkpoint import (
@@ -68,6 +68,8 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     model = build_model(factory, tr.seed)
     resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()))
     cluster = emulated_cluster(cfg, model, train_data)
+    if cluster.real_s_per_sample is not None and cfg.output.out_dir is not None:
+        write_calibration(cfg.output.out_dir / "calibration.json", cluster.real_s_per_sample)
     cores = os.cpu_count() or 1
     if tr.workers * tr.threads_per_worker > cores:
         warnings.warn(f"{tr.workers} workers x {tr.threads_per_worker} threads exceed the "

@@ -165,3 +165,11 @@ def test_a_cli_run_without_out_writes_to_a_fresh_numbered_folder_and_lists_it(tm
     assert err[-1] == ("hetsync: wrote runs/run-5/{config.json,metrics.jsonl,model.pt,"
                        "summary.json,timeline.json}"), err[-1]  # no checkpoint: 20 < 500
     assert json.loads(proc.stdout)["target_accuracy"] == 0.97  # printed beside its time
+
+
+def test_runs_that_share_a_calibration_emulate_the_same_cluster(ray_local, tmp_path, small):
+    first = hetsync.train(workers=2, speeds=(1, 2), out=str(tmp_path / "a"), **small).summary
+    stored = tmp_path / "a" / "calibration.json"
+    assert stored.exists()
+    second = hetsync.train(workers=2, speeds=(1, 2), calibration=str(stored), **small).summary
+    assert second["reference_s_per_sample"] == first["reference_s_per_sample"]

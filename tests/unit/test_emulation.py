@@ -71,3 +71,19 @@ def test_loopback_addresses_are_recognised():
     assert _is_loopback("127.0.0.1:6379") and _is_loopback("localhost:1")
     assert _is_loopback("[::1]:6379")
     assert not _is_loopback("10.1.2.3:6379")
+
+
+def test_a_stored_calibration_is_reused_and_a_bad_one_refused(tmp_path):
+    from hetsync.data import synthetic
+    from hetsync.emulation import emulated_cluster, read_calibration, write_calibration
+    from hetsync.models import LeNet5, build_model
+
+    path = tmp_path / "calibration.json"
+    write_calibration(path, 1.5e-4)
+    cfg = TrainConfig.from_flat(workers=2, speeds=(1, 2), calibration=str(path), progress=False)
+    cluster = emulated_cluster(cfg, build_model(LeNet5, 0), synthetic(64))
+    assert cluster.real_s_per_sample == 1.5e-4
+    assert cluster.reference_s_per_sample == pytest.approx(3e-4)  # x reference_slowdown 2
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is not a calibration file a run wrote"):
+        read_calibration(tmp_path / "bad.json")
