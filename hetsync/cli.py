@@ -56,6 +56,13 @@ def _plot_parser(sub) -> None:
     p.add_argument("--out", default="plots", help="folder for the PNG files")
 
 
+def _compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="finished runs side by side: what differs, throughput, "
+                                       "time to target, accuracy, waiting")
+    p.add_argument("runs", nargs="+", help="run folders written by `hetsync train`")
+    p.add_argument("--out", default=None, help="also write compare.md and compare.png here")
+
+
 def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="measured comparisons: results.csv, PNG charts, report.md")
     p.add_argument("suite", choices=BENCH_SUITES)
@@ -72,6 +79,7 @@ def build_parser(given_only: bool = False) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub, given_only)
     _plot_parser(sub)
+    _compare_parser(sub)
     _bench_parser(sub)
     return parser
 
@@ -146,6 +154,26 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hetsync.compare import compare
+
+    runs = [Path(r) for r in args.runs]
+    table, notes = compare(runs)
+    for note in notes:
+        print(f"hetsync: warning: {note}", file=sys.stderr)
+    print(table, end="")
+    if args.out:
+        from hetsync.plots import plot_comparison
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(table + "".join(f"\nWarning: {n}.\n" for n in notes))
+        print(plot_comparison(runs, out / "compare.png"), file=sys.stderr)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -172,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args, argv)
-        return {"plot": _plot, "bench": _bench}[args.command](args)
+        return {"plot": _plot, "compare": _compare, "bench": _bench}[args.command](args)
     except HetsyncError as e:
         if args.debug:
             raise

@@ -74,6 +74,28 @@ def plot_runs(runs: list[Path], out: Path) -> list[Path]:
     return written
 
 
+def plot_comparison(runs: list[Path], path: Path) -> Path:
+    """Validation accuracy against wall time of several runs, and their throughput."""
+    loaded = [(run, *_read_run(run)) for run in runs]
+    fig, (acc, thr) = plt.subplots(1, 2, figsize=(12, 4.5),
+                                   gridspec_kw={"width_ratios": [2, 1]})
+    for run, _, records in loaded:
+        points = sorted((r["wall_time_s"], r["val_accuracy"]) for r in records
+                        if r["kind"] in ("eval", "final"))
+        acc.plot([t for t, _ in points], [a for _, a in points], marker=".", label=run.name)
+    finals = [a for _, s, _ in loaded for a in [s.get("final_val_accuracy")] if a is not None]
+    if finals:  # zoom on where the runs differ, not on the climb from chance
+        acc.set_ylim(max(0.0, min(finals) - 0.1), 1.0)
+    acc.set(xlabel="wall time (s)", ylabel="validation accuracy",
+            title="accuracy over training time")
+    acc.grid(alpha=0.3)
+    acc.legend(fontsize=8, loc="lower right")
+    thr.barh([run.name for run, _, _ in loaded],
+             [s["throughput_samples_per_s"] for _, s, _ in loaded], color="tab:blue")
+    thr.set(xlabel="samples/s", title="throughput")
+    return _save(fig, path)
+
+
 def _timeline(timeline: dict, run: Path, summary: dict, out: Path) -> Path:
     """Gantt-style chart: one row per worker, a bar per compute / comm / wait interval."""
     workers = sorted(timeline, key=int)
