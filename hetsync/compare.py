@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hetsync.config import FLAT
 from hetsync.errors import DataError
+
+FLAT_NAME = {f"{section}.{name}": flat for flat, (section, name) in FLAT.items()}
 
 # What must agree for two runs to be compared like for like, and what to call it.
 LIKE_FOR_LIKE = {"reference_s_per_sample": "calibrations of the machine",
@@ -39,7 +42,7 @@ def compare(runs: list[Path]) -> tuple[str, list[str]]:
     settings = [_settings(s) for s in summaries]
     differ = [k for k in settings[0] if len({json.dumps(s.get(k)) for s in settings}) > 1]
     target = summaries[0].get("target_accuracy")
-    head = (["run", *(k.split(".")[1] for k in differ), "samples/s", "/ ideal",
+    head = (["run", *(FLAT_NAME.get(k, k) for k in differ), "samples/s", "/ ideal",
              f"time to {target} (s)", "final acc.", "wait fraction"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, s, st in zip(runs, summaries, settings, strict=True):

@@ -15,7 +15,7 @@ LAYERS = {
     "config": 2,
     "cluster": 3,
     "run": 4,
-    "plots": 5, "bench": 5,
+    "plots": 5, "compare": 5, "bench": 5,
     "cli": 6,
 }
 
