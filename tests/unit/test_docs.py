@@ -65,3 +65,10 @@ def test_the_capacity_figures_are_those_of_the_committed_report():
         assert f"{c['round_trip_ms_lenet5']:.2f} ms" in text
         assert f"{c['pushes_per_s_one_shard_lenet5']:.0f} pushes" in text
     assert f"{c['server_update_gb_per_s_11m']:.1f} GB/s" in bench
+
+
+def test_the_like_for_like_comparison_is_compare_of_the_committed_runs():
+    from hetsync.compare import compare
+
+    table, warnings = compare([ROOT / "docs/runs/ssp-idpa", ROOT / "docs/runs/ssp-uniform"])
+    assert not warnings and table in _text("README.md")
