@@ -84,7 +84,8 @@ def build_parser(given_only: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> TrainConfig:
+def config_from_args(args: argparse.Namespace,
+                     argv: Sequence[str] | None = None) -> TrainConfig:
     """The flags as a config. `--resume DIR` starts from the settings the run saved in DIR
     (config.json), with the flags typed here on top: those that define the run must match
     the checkpoint's (`run.checkpoint.load_checkpoint` refuses them otherwise)."""
@@ -96,9 +97,13 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> Trai
 
         stored = stored_config(Path(args.resume))
         if stored is not None:
+            argv = sys.argv[1:] if argv is None else argv
             given = vars(build_parser(given_only=True).parse_args(argv))
             given = {k: v for k, v in given.items() if k not in ("command", "debug")}
-            return TrainConfig.from_dict(stored, **{"out": None, "overwrite": False, **given})
+            # injected faults fired in the saved run; they come back only if typed again
+            return TrainConfig.from_dict(stored, **{"out": None, "overwrite": False,
+                                                    "kill_worker": "", "kill_server": "",
+                                                    **given})
     return TrainConfig.from_flat(**settings)
 
 
@@ -121,10 +126,16 @@ def _fresh_run_folder(root: str = "runs") -> str:
     from pathlib import Path
 
     taken = [int(p.name[4:]) for p in Path(root).glob("run-*") if p.name[4:].isdigit()]
-    return str(Path(root) / f"run-{max(taken, default=0) + 1}")
+    n = max(taken, default=0) + 1
+    while True:  # made here, so that two runs started together do not share one
+        try:
+            (Path(root) / f"run-{n}").mkdir(parents=True)
+            return str(Path(root) / f"run-{n}")
+        except FileExistsError:
+            n += 1
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+def _train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     from hetsync.run.train import train

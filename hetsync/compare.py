@@ -40,7 +40,8 @@ def compare(runs: list[Path]) -> tuple[str, list[str]]:
     """(a Markdown table of the runs, warnings where they are not like for like)."""
     summaries = [read_summary(run) for run in runs]
     settings = [_settings(s) for s in summaries]
-    differ = [k for k in settings[0] if len({json.dumps(s.get(k)) for s in settings}) > 1]
+    keys = list(dict.fromkeys(k for st in settings for k in st))
+    differ = [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
     target = summaries[0].get("target_accuracy")
     head = (["run", *(FLAT_NAME.get(k, k) for k in differ), "samples/s", "/ ideal",
              f"time to {target} (s)", "final acc.", "wait fraction"])

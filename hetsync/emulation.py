@@ -165,20 +165,35 @@ class EmulatedCluster:
                    for k in range(steps)) / steps
 
 
-def read_calibration(path: str | os.PathLike) -> float:
-    """This machine's measured seconds per sample, from a calibration.json a run wrote."""
+def _measured_on(cfg) -> dict:
+    """What a calibration is a measurement of: the model and the batch it ran."""
+    model = cfg.training.model
+    return {"model": model if isinstance(model, str) else getattr(model, "__name__", "?"),
+            "batch_size": cfg.training.batch_size}
+
+
+def read_calibration(path: str | os.PathLike, cfg) -> float:
+    """This machine's measured seconds per sample, from a calibration.json a run wrote for
+    the same model and batch size."""
     try:
-        value = json.loads(Path(path).read_text())["real_s_per_sample"]
+        stored = json.loads(Path(path).read_text())
+        value = stored["real_s_per_sample"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"--calibration {path} is not a calibration file a run wrote "
                           f"({type(e).__name__})") from None
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ConfigError(f"--calibration {path} holds no positive time per sample")
+    ours = _measured_on(cfg)
+    theirs = {k: stored.get(k, ours[k]) for k in ours}
+    if theirs != ours:
+        raise ConfigError(f"--calibration {path} was measured with {theirs}; this run has "
+                          f"{ours}")
     return float(value)
 
 
-def write_calibration(path: str | os.PathLike, real_s_per_sample: float) -> None:
-    Path(path).write_text(json.dumps({"real_s_per_sample": real_s_per_sample}) + "\n")
+def write_calibration(path: str | os.PathLike, real_s_per_sample: float, cfg) -> None:
+    Path(path).write_text(json.dumps({"real_s_per_sample": real_s_per_sample,
+                                      **_measured_on(cfg)}) + "\n")
 
 
 def emulated_cluster(cfg, model: torch.nn.Module, data) -> EmulatedCluster:
@@ -188,7 +203,7 @@ def emulated_cluster(cfg, model: torch.nn.Module, data) -> EmulatedCluster:
     windows = em.windows
     if em.speeds is None and not windows:
         return EmulatedCluster(None, None, ())
-    real = (read_calibration(em.calibration) if em.calibration
+    real = (read_calibration(em.calibration, cfg) if em.calibration
             else calibrate_s_per_sample(model, data.x, batch))
     ref = real * em.reference_slowdown
     speeds = em.speeds or (1.0,) * workers

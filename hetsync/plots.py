@@ -52,8 +52,11 @@ def _accuracy(ax, loaded: list, label=_label) -> None:
     if target:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
     if finals:
+        top = max([*finals, target or 0.0, *(a for _, _, rs in loaded for r in rs
+                                              if r["kind"] in ("eval", "final")
+                                              for a in [r["val_accuracy"]])])
         low = min([*finals, target or 1.0]) - 0.1
-        ax.set_ylim(max(0.0, low), min(1.0, max(finals) + 0.02))
+        ax.set_ylim(max(0.0, low), min(1.0, top + 0.02))
     ax.set(xlabel="wall time (s)", ylabel="validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from hetsync.bench.harness import Bench, Budget, save, write
 from hetsync.cluster.clients import RayServerClient
@@ -59,7 +60,17 @@ def memcpy_gb_per_s(size: int, repeats: int = 20) -> float:
 
 
 def update_s(size: int, calls: int) -> float:
-    """Seconds per SGD update of the parameter server on `size` parameters, in-process."""
+    """Seconds per SGD update of the parameter server on `size` parameters, in-process, on
+    one thread as in the server actor."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _update_s(size, calls)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _update_s(size: int, calls: int) -> float:
     ps = ParameterServer(**_server_args(size, 1)["server"])
     ps.join(0)
     grad = np.full(size, 1e-7, np.float32)

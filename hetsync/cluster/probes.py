@@ -51,7 +51,7 @@ def probe_capacity(server: ServerHandle, clients: int, size: int, seconds: float
     finally:
         for p in probes:
             ray.kill(p)
-    pushes = sum(n for n, _ in done)
+    pushes = max(1, sum(n for n, _ in done))
     return {"clients": clients, "pushes_per_s": pushes / seconds,
             "server_cpu_ms_per_push": 1000 * server_cpu / pushes,
             "client_cpu_ms_per_push": 1000 * sum(c for _, c in done) / pushes}

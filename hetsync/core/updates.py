@@ -83,7 +83,8 @@ class SgdRule:
 
     def state_dict(self) -> dict:
         # The momentum buffer and where the schedule stands (tensors and numbers only).
-        return {"momentum_buffer": self.buf, "done": self.done}
+        return {"momentum_buffer": None if self.buf is None else self.buf.clone(),
+                "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
         self.buf = None if state["momentum_buffer"] is None else state["momentum_buffer"].clone()

@@ -126,7 +126,8 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         if (out / "summary.json").exists():
             raise ConfigError(f"the run in {out} has finished; there is nothing to resume")
         return load_checkpoint(out, cfg, num_params)
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) \
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in RUN_FILES and not p.name.startswith(".")) \
         if out.exists() else []
     if foreign:
         raise ConfigError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
@@ -136,10 +137,14 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         if not cfg.output.overwrite:
             raise ConfigError(f"--out {out} holds another run; pass --resume {out} to continue "
                               "it, --overwrite to replace it, or choose another folder")
-        for f in files:
-            f.unlink(missing_ok=True)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / CONFIG_FILE, cfg.to_dict())  # what `--resume DIR` alone reads
+    stored = cfg.to_dict()  # what `--resume DIR` alone reads, from wherever it is typed
+    for section, name in (("data", "data_dir"), ("emulation", "calibration")):
+        if stored[section][name]:
+            stored[section][name] = str(Path(stored[section][name]).resolve())
+    write_json_atomic(out / CONFIG_FILE, stored)
     return None
 
 

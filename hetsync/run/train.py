@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -67,9 +67,13 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     factory = resolve_model(tr.model)
     model = build_model(factory, tr.seed)
     resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()))
+    stored = cfg.output.out_dir / "calibration.json" if cfg.output.out_dir else None
+    if resume is not None and stored.exists() and not cfg.emulation.calibration:
+        # the resumed half emulates the cluster the saved half did
+        cfg = replace(cfg, emulation=replace(cfg.emulation, calibration=str(stored)))
     cluster = emulated_cluster(cfg, model, train_data)
-    if cluster.real_s_per_sample is not None and cfg.output.out_dir is not None:
-        write_calibration(cfg.output.out_dir / "calibration.json", cluster.real_s_per_sample)
+    if cluster.real_s_per_sample is not None and stored and not cfg.emulation.calibration:
+        write_calibration(stored, cluster.real_s_per_sample, cfg)
     cores = os.cpu_count() or 1
     if tr.workers * tr.threads_per_worker > cores:
         warnings.warn(f"{tr.workers} workers x {tr.threads_per_worker} threads exceed the "

@@ -162,7 +162,7 @@ def test_a_warning_is_one_line_before_the_error():
 
 def test_a_stored_config_round_trips_and_flags_typed_with_resume_go_on_top(tmp_path):
     cfg = TrainConfig.from_flat(dataset="synthetic", workers=2, speeds=(1, 4), sync="bsp",
-                                out=str(tmp_path))
+                                out=str(tmp_path), kill_worker="1@5", max_restarts=1)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     import json
 
@@ -171,3 +171,4 @@ def test_a_stored_config_round_trips_and_flags_typed_with_resume_go_on_top(tmp_p
     resumed = config_from_args(build_parser().parse_args(argv), argv)
     assert resumed.emulation.speeds == (1.0, 4.0) and resumed.consistency.sync == "bsp"
     assert resumed.cluster.timeout_s == 42.0 and resumed.output.out == str(tmp_path)
+    assert resumed.faults.kill_worker == ""  # it fired in the saved run: not again

@@ -79,11 +79,14 @@ def test_a_stored_calibration_is_reused_and_a_bad_one_refused(tmp_path):
     from hetsync.models import LeNet5, build_model
 
     path = tmp_path / "calibration.json"
-    write_calibration(path, 1.5e-4)
     cfg = TrainConfig.from_flat(workers=2, speeds=(1, 2), calibration=str(path), progress=False)
+    write_calibration(path, 1.5e-4, cfg)
     cluster = emulated_cluster(cfg, build_model(LeNet5, 0), synthetic(64))
     assert cluster.real_s_per_sample == 1.5e-4
     assert cluster.reference_s_per_sample == pytest.approx(3e-4)  # x reference_slowdown 2
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError, match="is not a calibration file a run wrote"):
-        read_calibration(tmp_path / "bad.json")
+        read_calibration(tmp_path / "bad.json", cfg)
+    other = TrainConfig.from_flat(workers=2, speeds=(1, 2), batch_size=32, progress=False)
+    with pytest.raises(ConfigError, match="was measured with .*'batch_size': 64"):
+        read_calibration(path, other)
