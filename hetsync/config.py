@@ -10,6 +10,7 @@ source for names, defaults and help. A field's flat name is its flag without das
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import Field, dataclass, field, fields, replace
@@ -365,8 +366,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, stored: dict[str, dict[str, Any]], **settings: Any) -> TrainConfig:
-        """A config from `to_dict`'s output (config.json in a run folder), with `settings`
-        (flat names) taking precedence."""
+        """A config from `to_dict`'s output (config.json in a run folder, a --config file),
+        with `settings` (flat names) taking precedence. A name it does not know is refused."""
+        known = {section: {f.name for f in fields(c)} for section, c in SECTIONS.items()}
+        for section, values in stored.items():
+            if section not in known or not isinstance(values, dict):
+                raise ConfigError(f"unknown section [{section}]; the sections are "
+                                  f"{', '.join(known)}")
+            for name in values:
+                if name not in known[section]:
+                    raise ConfigError(f"unknown setting {name!r} in [{section}]")
         flat = {flat_name(f): stored[section][f.name] for section, _, f in section_fields()
                 if f.name in stored.get(section, {})}
         if flat.get("speeds") is not None:
@@ -377,6 +386,22 @@ class TrainConfig:
         """Every setting by its flat name (objects such as datasets as they are)."""
         return {flat_name(f): getattr(getattr(self, section), f.name)
                 for section, _, f in section_fields()}
+
+    def to_toml(self) -> str:
+        """The settings as TOML that `--config` reads back (a setting that is unset, None,
+        is left out: TOML has no null; objects appear by name)."""
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for name, value in values.items():
+                if value is None:
+                    lines.append(f"# {name} is unset")
+                elif isinstance(value, bool):
+                    lines.append(f"{name} = {str(value).lower()}")
+                else:
+                    lines.append(f"{name} = {json.dumps(value)}")
+            lines.append("")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """JSON-friendly, by section, for summary.json and checkpoints: objects (model

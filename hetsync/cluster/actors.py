@@ -66,7 +66,7 @@ class ServerActor:
                 try:
                     await asyncio.wait_for(self.changed.wait_for(awaiting.ready),
                                            self.timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ClusterError(f"timed out after {self.timeout_s:.0f} s: "
                                        f"{awaiting.blocker()}") from None
                 waited = time.perf_counter() - t0

@@ -88,7 +88,8 @@ def test_the_train_flags_are_the_config_fields_with_their_defaults_and_help():
     parser = build_parser()
     train = next(a for a in parser._subparsers._group_actions[0].choices.items()
                  if a[0] == "train")[1]
-    flags = {a.dest: a for a in train._actions if a.dest != "help"}
+    flags = {a.dest: a for a in train._actions
+             if a.dest not in ("help", "config", "print_config")}  # the two file options
     settings = {f.metadata.get("flat") or f.name: f for _, _, f in section_fields()
                 if f.metadata["cli"]}
     assert set(flags) == set(settings)
@@ -172,3 +173,32 @@ def test_a_stored_config_round_trips_and_flags_typed_with_resume_go_on_top(tmp_p
     assert resumed.emulation.speeds == (1.0, 4.0) and resumed.consistency.sync == "bsp"
     assert resumed.cluster.timeout_s == 42.0 and resumed.output.out == str(tmp_path)
     assert resumed.faults.kill_worker == ""  # it fired in the saved run: not again
+
+
+def test_print_config_fed_back_with_config_gives_the_same_settings(tmp_path, capsys):
+    argv = ["train", "--dataset", "synthetic", "--workers", "2", "--speeds", "1,4",
+            "--allocation", "idpa", "--sync", "bsp", "--print-config"]
+    assert main(argv) == 0
+    toml = capsys.readouterr().out
+    (tmp_path / "run.toml").write_text(toml)
+    again = ["train", "--config", str(tmp_path / "run.toml"), "--print-config"]
+    assert main(again) == 0 and capsys.readouterr().out == toml
+    first = config_from_args(build_parser().parse_args(argv), argv)
+    from_file = config_from_args(build_parser().parse_args(again), again)
+    assert from_file == first
+    over = ["train", "--config", str(tmp_path / "run.toml"), "--workers", "4", "--speeds",
+            "1,1,2,4"]
+    cfg = config_from_args(build_parser().parse_args(over), over)
+    assert cfg.training.workers == 4 and cfg.allocation.mode == "idpa"  # flags on top
+    (tmp_path / "bad.toml").write_text("[training]\nwokers = 2\n")
+    assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert "unknown setting 'wokers' in [training]" in capsys.readouterr().err
+
+
+def test_the_cli_page_is_the_programs_own_help():
+    from pathlib import Path
+
+    from hetsync.cli import help_markdown
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    assert page.read_text() == help_markdown(), "run: hetsync cli-docs > docs/cli.md"
