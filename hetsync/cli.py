@@ -111,13 +111,18 @@ def build_parser(given_only: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    """The config settings among parsed arguments (not the command or the file options)."""
+    return {k: v for k, v in vars(args).items()
+            if k not in ("command", "debug", "config", "print_config")}
+
+
 def config_from_args(args: argparse.Namespace,
                      argv: Sequence[str] | None = None) -> TrainConfig:
     """The flags as a config. `--resume DIR` starts from the settings the run saved in DIR
     (config.json), with the flags typed here on top: those that define the run must match
     the checkpoint's (`run.checkpoint.load_checkpoint` refuses them otherwise)."""
-    settings = {k: v for k, v in vars(args).items()
-                if k not in ("command", "debug", "config", "print_config")}
+    settings = _settings(args)
     argv = sys.argv[1:] if argv is None else argv
     if getattr(args, "config", None):
         import tomllib
@@ -127,10 +132,8 @@ def config_from_args(args: argparse.Namespace,
             stored = tomllib.loads(Path(args.config).read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"--config {args.config}: {e}") from None
-        given = vars(build_parser(given_only=True).parse_args(argv))
-        given = {k: v for k, v in given.items()
-                 if k not in ("command", "debug", "config", "print_config")}
-        return TrainConfig.from_dict(stored, **given)
+        return TrainConfig.from_dict(stored, **_settings(
+            build_parser(given_only=True).parse_args(argv)))
     if args.resume:
         from pathlib import Path
 
@@ -138,9 +141,7 @@ def config_from_args(args: argparse.Namespace,
 
         stored = stored_config(Path(args.resume))
         if stored is not None:
-            given = vars(build_parser(given_only=True).parse_args(argv))
-            given = {k: v for k, v in given.items()
-                     if k not in ("command", "debug", "config", "print_config")}
+            given = _settings(build_parser(given_only=True).parse_args(argv))
             # injected faults fired in the saved run; they come back only if typed again
             return TrainConfig.from_dict(stored, **{"out": None, "overwrite": False,
                                                     "kill_worker": "", "kill_server": "",
