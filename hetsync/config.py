@@ -26,6 +26,7 @@ from hetsync.emulation import Interference, parse_interference, parse_speeds
 from hetsync.errors import ConfigError
 from hetsync.models import MODELS
 
+TRANSPORTS = ("gloo", "ray")
 SYNC_MODES = ("bsp", "ssp", "asp")
 
 
@@ -287,9 +288,14 @@ class ClusterConfig:
                                          "of starting a local instance", metavar="ADDRESS")
     timeout_s: float = setting(300.0, "seconds any single wait may take before the run stops "
                                       "with an error naming who is late", flag="--timeout")
+    transport: str = setting(
+        "gloo", "data plane for pushes and replies: gloo (torch.distributed point to point "
+        "between the actors, Ray for control) or ray (Ray actor calls)", values=TRANSPORTS)
 
     def __post_init__(self) -> None:
         _need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
+        _need(self.transport in TRANSPORTS,
+              f"--transport must be one of {', '.join(TRANSPORTS)} (got {self.transport!r})")
 
 
 SECTIONS = {"training": TrainingConfig, "data": DataConfig, "consistency": ConsistencyConfig,

@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import ray
 
 from hetsync.cluster.clients import RayAllocatorClient, RayServerClient
+from hetsync.cluster.transport import GlooServerClient, PairAddress, PairServer
 from hetsync.core.consistency import Membership
 from hetsync.core.partitioning import Allocator, Chunk
 from hetsync.core.server import Awaiting, ParameterServer
-from hetsync.core.wire import Contribution, Reply, Snapshot, Status
+from hetsync.core.wire import Contribution, Frame, Reply, Snapshot, Status
 from hetsync.core.worker import PushPolicy, Worker, WorkerReport, run_worker
 from hetsync.emulation import CpuHog
 from hetsync.errors import ClusterError
@@ -33,8 +36,10 @@ def whereabouts() -> tuple[str, int]:
 
 
 class ServerActor:
-    """Async actor: one event loop serialises all updates; waiting workers park on a
-    condition that every update and departure notifies."""
+    """Async actor around the parameter server and the allocator. Calls arrive on two paths:
+    Ray calls on the event loop, and the gloo pairs' threads (`transport.py`); one lock
+    guards the state for both, and every change wakes the waiters of both (a condition per
+    path). A wait is bounded by the run's timeout and, when it expires, names who is late."""
 
     def __init__(self, timeout_s: float, server: dict[str, Any], allocation: dict[str, Any],
                  state: dict | None = None, allocation_state: dict | None = None):
@@ -46,7 +51,12 @@ class ServerActor:
         if allocation_state is not None:
             self.allocator.load_state_dict(allocation_state)
         self.timeout_s = timeout_s
-        self.changed = asyncio.Condition()
+        self.lock = threading.Lock()
+        self.cv = threading.Condition(self.lock)  # the pairs' threads wait on it
+        self.changed = asyncio.Condition()  # Ray calls wait on it
+        self.loop = asyncio.get_event_loop()
+        self.async_waiters = 0
+        self.pairs: PairServer | None = None
 
     async def ready(self) -> tuple[str, int]:
         return whereabouts()
@@ -55,73 +65,135 @@ class ServerActor:
         """This process's CPU time so far (every thread), for measuring what a push costs."""
         return time.process_time()
 
-    async def _settle(self, awaiting: Awaiting) -> Reply:
-        """Wait until the call may be answered; the reply says how long that took, so that
-        the worker counts it as waiting (a BSP round, the gate), not as communication."""
-        waited = 0.0
-        async with self.changed:
-            self.changed.notify_all()  # what the call changed may free others
-            if not awaiting.ready():
-                t0 = time.perf_counter()
-                try:
-                    await asyncio.wait_for(self.changed.wait_for(awaiting.ready),
-                                           self.timeout_s)
-                except TimeoutError:
-                    raise ClusterError(f"timed out after {self.timeout_s:.0f} s: "
-                                       f"{awaiting.blocker()}") from None
-                waited = time.perf_counter() - t0
-        reply = awaiting.reply()
-        return reply._replace(waited_s=waited) if waited else reply
+    def _changed(self) -> None:
+        """Wake every waiter (the lock held): what just changed may free them."""
+        self.cv.notify_all()
+        if self.async_waiters:
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
 
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
+    def _locked(self, predicate: Callable[[], bool]) -> Callable[[], bool]:
+        def check() -> bool:
+            with self.lock:
+                return predicate()
+        return check
+
+    def _timed_out(self, awaiting: Awaiting) -> ClusterError:
+        return ClusterError(f"timed out after {self.timeout_s:.0f} s: {awaiting.blocker()}")
+
+    async def _settle(self, request: Callable[[], Awaiting]) -> Reply:
+        """Make the request, wait until it may be answered; the reply says how long that
+        took, so that the worker counts it as waiting (a BSP round, the gate), not as
+        communication."""
+        with self.lock:
+            awaiting = request()
+            self._changed()
+            if awaiting.ready():
+                return awaiting.reply()
+        t0 = time.perf_counter()
+        self.async_waiters += 1
+        try:
+            async with self.changed:
+                await asyncio.wait_for(self.changed.wait_for(self._locked(awaiting.ready)),
+                                       self.timeout_s)
+        except TimeoutError:
+            with self.lock:
+                raise self._timed_out(awaiting) from None
+        finally:
+            self.async_waiters -= 1
+        with self.lock:
+            return awaiting.reply()._replace(waited_s=time.perf_counter() - t0)
+
+    def _serve_pair(self, worker: int, contributions: list[Contribution] | None, clock: int,
+                    frame: Frame) -> None:
+        """A pair's thread: apply a push (or a wait for `clock`), wait as `_settle` does, and
+        copy the reply into `frame` under the lock (its weights are views)."""
+        with self.cv:
+            awaiting = (self.ps.push(worker, contributions) if contributions
+                        else self.ps.wait_until_allowed(worker, clock))
+            self._changed()
+            waited = 0.0
+            if not awaiting.ready():
+                t0 = time.perf_counter()
+                if not self.cv.wait_for(awaiting.ready, self.timeout_s):
+                    raise self._timed_out(awaiting)
+                waited = time.perf_counter() - t0
+            frame.write_reply(awaiting.reply(copy=False)._replace(waited_s=waited))
+
+    async def open_pair(self, worker: int) -> PairAddress:
+        """The data plane's pair for `worker` (`transport.py`), served by a thread here."""
+        if self.pairs is None:
+            buffers = 0 if self.ps.buffers is None else len(self.ps.buffers)
+            self.pairs = PairServer(self.ps.w.numel(), buffers, self.timeout_s,
+                                    self._serve_pair)
+        return self.pairs.open(worker)
+
+    async def pair_error(self, worker: int) -> None:
+        """Raise what stopped the server answering `worker`'s last frame."""
+        raise self.pairs.errors.pop(worker, ClusterError("no error was recorded"))
+
+    async def pair_connect_seconds(self) -> list[float]:
+        return [] if self.pairs is None else list(self.pairs.connect_s)
+
+    def _change(self, action: Callable[[], Any]) -> Any:
+        with self.lock:
+            result = action()
+            self._changed()
+            return result
+
     async def join(self, worker: int) -> Reply:
-        reply = self.ps.join(worker)
-        await self._notify()
-        return reply
+        return self._change(lambda: self.ps.join(worker))
 
     async def push(self, worker: int, contributions: list[Contribution]) -> Reply:
-        return await self._settle(self.ps.push(worker, contributions))
+        return await self._settle(lambda: self.ps.push(worker, contributions))
 
     async def wait_until_allowed(self, worker: int, clock: int) -> Reply:
-        return await self._settle(self.ps.wait_until_allowed(worker, clock))
+        return await self._settle(lambda: self.ps.wait_until_allowed(worker, clock))
 
     async def leave(self, worker: int) -> None:
-        self.ps.leave(worker)
-        await self._notify()
+        self._change(lambda: self.ps.leave(worker))
 
     async def lose(self, worker: int) -> None:
         """A worker's process died: it holds no one back, and its data goes back to the pool."""
-        self.ps.leave(worker)
-        self.allocator.reclaim(worker)
-        await self._notify()
+        def lost() -> None:
+            self.ps.leave(worker)
+            self.allocator.reclaim(worker)
+        self._change(lost)
 
     async def status(self) -> Status:
-        return self.ps.status()
+        with self.lock:
+            return self.ps.status()
 
     async def take_snapshots(self) -> list[Snapshot]:
-        return self.ps.take_snapshots()
+        with self.lock:
+            return self.ps.take_snapshots()
 
     async def final(self) -> Snapshot:
-        return self.ps.snapshot()
+        with self.lock:
+            return self.ps.snapshot()
 
     async def state_dict(self) -> dict:
         # The allocator first: data handed out after its state was taken is handed out again
         # on resume (trained twice at worst), where the other order could skip samples.
-        return {"allocator": self.allocator.state_dict(), "server": self.ps.state_dict()}
+        with self.lock:
+            return {"allocator": self.allocator.state_dict(), "server": self.ps.state_dict()}
 
     # ------------------------------------------------------------------ the data allocator
     async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
-        self.allocator.report(worker, samples, seconds)
-        return self.allocator.next_chunk(worker)
+        with self.lock:
+            self.allocator.report(worker, samples, seconds)
+            return self.allocator.next_chunk(worker)
 
     async def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
-        self.allocator.give_back(worker, indices, epoch)
+        with self.lock:
+            self.allocator.give_back(worker, indices, epoch)
 
     async def allocation_changes(self, since: int) -> list[dict]:
-        return self.allocator.changes[since:]
+        with self.lock:
+            return self.allocator.changes[since:]
 
 
 class WorkerActor:
@@ -132,10 +204,21 @@ class WorkerActor:
         return whereabouts()
 
     def run(self, server, bound: int | None, timeout_s: float, policy: PushPolicy,
-            cpu_hog: bool = False) -> WorkerReport:
-        with CpuHog(self.worker.id) if cpu_hog else contextlib.nullcontext():
-            return run_worker(self.worker, RayServerClient(server, timeout_s),
-                              RayAllocatorClient(server, timeout_s), bound, policy)
+            cpu_hog: bool = False, transport: str = "gloo") -> WorkerReport:
+        with contextlib.ExitStack() as stack:
+            if cpu_hog:
+                stack.enter_context(CpuHog(self.worker.id))
+            client = server_client(transport, server, self.worker.id, timeout_s)
+            stack.callback(client.close)
+            return run_worker(self.worker, client, RayAllocatorClient(server, timeout_s),
+                              bound, policy)
+
+
+def server_client(transport: str, server, worker: int, timeout_s: float):
+    """The worker loop's client of the server actor over the chosen data plane."""
+    if transport == "gloo":
+        return GlooServerClient(server, worker, timeout_s)
+    return RayServerClient(server, timeout_s)
 
 
 def remote_server(**kwargs: Any):

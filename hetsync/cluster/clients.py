@@ -71,6 +71,9 @@ class RayServerClient:
     def leave(self, worker: int) -> None:
         self.get(self.handle.leave.remote(worker))
 
+    def close(self) -> None:
+        """Nothing to release: Ray owns the connection."""
+
 
 class RayAllocatorClient:
     def __init__(self, handle, timeout_s: float):

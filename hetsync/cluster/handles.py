@@ -100,9 +100,9 @@ class WorkerPool:
                                                 timeout_s, "starting the workers")))
 
     def launch(self, worker: int, server: ServerHandle, bound: int | None, policy: PushPolicy,
-               cpu_hog: bool) -> None:
+               cpu_hog: bool, transport: str) -> None:
         ref = self.actors[worker].run.remote(server.actor, bound, self.timeout_s, policy,
-                                             cpu_hog)
+                                             cpu_hog, transport)
         self.runs[ref] = worker
 
     def poll(self, timeout_s: float = POLL_S) -> list[tuple[int, WorkerReport | ClusterError]]:

@@ -72,11 +72,13 @@ class StalenessStats:
 @dataclass(frozen=True)
 class Awaiting:
     """What a push or a wait leaves the caller to do: wait until `ready()`, then take
-    `reply()`. `blocker()` names who holds it back, for a timeout's message."""
+    `reply()`. `blocker()` names who holds it back, for a timeout's message. `reply(copy=False)`
+    holds views of the live weights, for a transport that copies them into its message before
+    the next update (under the caller's lock)."""
 
     ready: Callable[[], bool]
     blocker: Callable[[], str]
-    reply: Callable[[], Reply]
+    reply: Callable[..., Reply]
 
 
 class ParameterServer:
@@ -120,7 +122,7 @@ class ParameterServer:
         last = contributions[-1].clock
         return Awaiting(lambda: self.consistency.clock(worker) > last,
                         lambda: self._push_blocker(worker, last),
-                        lambda: self.reply(worker, want=len(contributions)))
+                        lambda copy=True: self.reply(worker, len(contributions), copy))
 
     def _push_blocker(self, worker: int, clock: int) -> str:
         missing = sorted(self.consistency.live - set(self._round))
@@ -133,7 +135,7 @@ class ParameterServer:
         """A worker whose own view of the clocks says wait asks here, with the true view."""
         return Awaiting(lambda: self.consistency.may_start(clock).proceed,
                         lambda: self.consistency.blocker_report(worker, clock),
-                        lambda: self.reply(worker, want=0))
+                        lambda copy=True: self.reply(worker, 0, copy))
 
     def leave(self, worker: int) -> None:
         """A worker finished or died: it holds no one back, and its tickets come back."""
@@ -141,8 +143,9 @@ class ParameterServer:
         self.budget.give_back(self.tickets.pop(worker, 0))
         self._maybe_close_round()
 
-    def reply(self, worker: int, want: int = 1) -> Reply:
-        return self._reply(worker, want * self.steps_per_push, self.consistency.clock(worker))
+    def reply(self, worker: int, want: int = 1, copy: bool = True) -> Reply:
+        return self._reply(worker, want * self.steps_per_push, self.consistency.clock(worker),
+                           copy)
 
     # ------------------------------------------------------------------ updates
     def submit(self, worker: int, c: Contribution) -> None:
@@ -217,11 +220,12 @@ class ParameterServer:
         self._next_snapshot = state["next_snapshot"]
 
     # ------------------------------------------------------------------ reads
-    def _reply(self, worker: int, want: int, clock: int) -> Reply:
+    def _reply(self, worker: int, want: int, clock: int, copy: bool = True) -> Reply:
         granted = self.budget.grant(want)
         self.tickets[worker] += granted
-        return Reply(self.weights(), self.buffers, self.version, self.consistency.min_clock(),
-                     granted, clock, self.schedule.at(self.applied))
+        weights = self.weights() if copy else self.w.detach().numpy()
+        return Reply(weights, self.buffers, self.version, self.consistency.min_clock(), granted,
+                     clock, self.schedule.at(self.applied))
 
     def weights(self) -> np.ndarray:
         return self.w.detach().numpy().copy()

@@ -161,3 +161,80 @@ class FlatModel:
     def buffer_vector(self) -> np.ndarray | None:
         """A fresh copy of the buffers, or None for a model without any."""
         return buffers_to_vector(self.model) if self.has_buffers else None
+
+
+# --------------------------------------------------------------------------- frames
+class Frame:
+    """One message as one flat float32 tensor, for a transport that moves fixed-size buffers
+    (gloo point to point, where each receive must know its size): eight 64-bit header slots,
+    then the payload (a gradient, replica weights, or the global weights) and the buffers.
+    Pushes and replies have the same size, so one frame type serves both directions.
+
+    Reading returns views into the frame: the receiver uses them before its next receive,
+    so a gradient is read where it arrived, never copied."""
+
+    HEAD = 8  # 64-bit slots: kind, four integers, flags, two floats
+    PUSH, WAIT, BYE, REPLY, ERROR = range(5)
+    LAST, HAS_ACCURACY, HAS_BUFFERS = 1, 2, 4
+
+    def __init__(self, params: int, buffers: int = 0):
+        self.data = torch.zeros(2 * self.HEAD + params + buffers)
+        head = self.data[:2 * self.HEAD]
+        self.ints, self.floats = head.view(torch.int64), head.view(torch.float64)
+        self.payload = self.data[2 * self.HEAD:2 * self.HEAD + params]
+        self.buffers = self.data[2 * self.HEAD + params:]
+
+    @property
+    def kind(self) -> int:
+        return int(self.ints[0])
+
+    def _head(self, kind: int, a: int, b: int, c: int, d: int, flags: int, x: float,
+              y: float) -> None:
+        self.ints[:6] = torch.tensor([kind, a, b, c, d, flags])
+        self.floats[6], self.floats[7] = x, y
+
+    def _put(self, payload: np.ndarray | None, buffers: np.ndarray | None) -> int:
+        if payload is not None:
+            self.payload.copy_(torch.from_numpy(np.asarray(payload)))
+        if buffers is None:
+            return 0
+        self.buffers.copy_(torch.from_numpy(np.asarray(buffers)))
+        return self.HAS_BUFFERS
+
+    def _buffers(self, flags: int) -> np.ndarray | None:
+        return self.buffers.numpy() if flags & self.HAS_BUFFERS else None
+
+    def write_contribution(self, c: Contribution, last: bool) -> None:
+        flags = self._put(c.payload, c.buffers) | (self.LAST if last else 0)
+        flags |= self.HAS_ACCURACY if c.accuracy is not None else 0
+        self._head(self.PUSH, c.clock, c.base_version, c.samples, c.steps, flags, c.loss,
+                   c.accuracy if c.accuracy is not None else 0.0)
+
+    def read_contribution(self) -> tuple[Contribution, bool]:
+        """(the contribution, whether it is the last of its push)."""
+        _, clock, base, samples, steps, flags = self.ints[:6].tolist()
+        loss, accuracy = self.floats[6].item(), self.floats[7].item()
+        return (Contribution(clock, base, self.payload.numpy(), samples, loss, steps,
+                             accuracy if flags & self.HAS_ACCURACY else None,
+                             self._buffers(flags)), bool(flags & self.LAST))
+
+    def write_request(self, kind: int, clock: int = 0) -> None:
+        """A message without payload: WAIT (until `clock` may start) or BYE."""
+        self._head(kind, clock, 0, 0, 0, 0, 0.0, 0.0)
+
+    def request_clock(self) -> int:
+        return int(self.ints[1])
+
+    def write_reply(self, r: Reply) -> None:
+        flags = self._put(r.weights, r.buffers)
+        self._head(self.REPLY, r.version, r.min_clock, r.granted, r.clock, flags, r.lr,
+                   r.waited_s)
+
+    def write_error(self) -> None:
+        """The server could not answer (a timeout); the text travels on the control plane."""
+        self._head(self.ERROR, 0, 0, 0, 0, 0, 0.0, 0.0)
+
+    def read_reply(self) -> Reply:
+        _, version, min_clock, granted, clock, flags = self.ints[:6].tolist()
+        return Reply(self.payload.numpy(), self._buffers(flags), version, min_clock, granted,
+                     clock, self.floats[6].item(), self.floats[7].item())

@@ -195,7 +195,7 @@ class Driver:
     def _launch(self, workers) -> None:
         for w in workers:
             self.pool.launch(w, self.server, self.cfg.consistency.bound, self.policy,
-                             w in self.cfg.emulation.hogged)
+                             w in self.cfg.emulation.hogged, self.cfg.cluster.transport)
 
     def stop(self) -> None:
         for handle in (self.server, self.pool):

@@ -60,7 +60,7 @@ class FakePool:
                         for i in range(cfg.training.workers)]
         self.dies, self.runs, self.launched = set(dies), {}, []
 
-    def launch(self, worker, server, bound, policy, cpu_hog):
+    def launch(self, worker, server, bound, policy, cpu_hog, transport):
         self.launched.append(worker)
         if worker in self.dies:
             self.dies.discard(worker)

@@ -1,0 +1,203 @@
+"""The data plane over torch.distributed gloo: a worker's pushes and waits, and the server's
+replies, as fixed-size frames sent point to point; Ray stays the control plane (starting
+actors, join and leave, the allocator, status, checkpoints, errors' text).
+
+Why: a Ray actor call costs about a millisecond of CPU on each side whatever it carries; a
+gloo send/receive between the same two processes costs a tenth of that (docs/benchmarks.md,
+`hetsync bench capacity`).
+
+Why one two-process group per worker connection, and not one group of all: a gloo group has a
+fixed membership, and after a process dies its survivors must build a new group. A pair
+concerns one worker only: a worker that (re)joins builds its own pair while the others go on;
+a worker that dies breaks its pair alone, and the server's thread for it ends. The cost of
+building a pair is measured by `hetsync bench capacity` ("connect").
+
+On the server, each pair has a thread: it receives a frame, lets the actor apply it under the
+actor's lock (waiting there for the consistency model, bounded by the run's timeout), copies
+the reply into its frame and sends it. Gloo's waits release the GIL, so idle threads cost
+nothing. The rendezvous store listens on loopback unless the run joined a cluster.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import ray
+import torch.distributed as dist
+
+from hetsync.cluster.clients import RayServerClient, ServerLost
+from hetsync.core.wire import Contribution, Frame, Reply
+from hetsync.errors import ClusterError, HetsyncError
+
+IN_FLIGHT = object()  # what push and wait return: the reply is the pair's next frame
+
+
+class PairAddress(NamedTuple):
+    """Where a worker's end of a pair connects, and the sizes of the frames."""
+
+    host: str
+    port: int
+    prefix: str
+    params: int
+    buffers: int
+
+
+def this_host() -> str:
+    """The address this process's transport binds to: the node's address in a cluster, which
+    Ray resolves to 127.0.0.1 on a local instance (`runtime.set_cluster_mode`)."""
+    return ray.util.get_node_ip_address()
+
+
+def pair_group(store: dist.Store, prefix: str, rank: int, host: str,
+               timeout_s: float) -> dist.ProcessGroupGloo:
+    """One end of a two-process gloo group (server rank 0, worker rank 1), bound to `host`;
+    blocks until the other end connects."""
+    options = dist.ProcessGroupGloo._Options()
+    options._devices = [dist.ProcessGroupGloo.create_device(hostname=host)]
+    options._timeout = datetime.timedelta(seconds=timeout_s)
+    return dist.ProcessGroupGloo(dist.PrefixStore(prefix, store), rank, 2, options)
+
+
+def _lost(e: Exception) -> bool:
+    """Whether a gloo error says the other process went away (rather than a timeout)."""
+    text = str(e)
+    return "closed by peer" in text or "Connection reset" in text or "Broken pipe" in text
+
+
+class PairServer:
+    """The server's side: a rendezvous store, and one thread per open pair.
+
+    `serve(worker, contributions or None, clock)` is the actor's: it applies a push (or a
+    wait for `clock` when contributions is None) and returns the reply to copy into the
+    frame, with its lock held while it copies (the reply's weights are views)."""
+
+    def __init__(self, params: int, buffers: int, timeout_s: float,
+                 serve: Callable[[int, list[Contribution] | None, int, Frame], None]):
+        self.params, self.buffers = params, buffers
+        self.timeout_s = timeout_s
+        self.serve = serve
+        self.host = this_host()
+        listener = socket.create_server((self.host, 0), backlog=128)
+        self.port = listener.getsockname()[1]
+        # The store takes the socket, so it listens where we bound it (by default it would
+        # listen on every interface).
+        self.store = dist.TCPStore(self.host, self.port, is_master=True, wait_for_workers=False,
+                                   master_listen_fd=listener.detach(), use_libuv=False,
+                                   timeout=datetime.timedelta(seconds=timeout_s))
+        self.generation = 0
+        self.errors: dict[int, HetsyncError] = {}
+        self.connect_s: list[float] = []  # how long each pair took to build, for the bench
+
+    def open(self, worker: int) -> PairAddress:
+        """Start serving a new pair for `worker` (a restarted worker opens a new one)."""
+        self.generation += 1
+        address = PairAddress(self.host, self.port, f"w{worker}g{self.generation}/",
+                              self.params, self.buffers)
+        threading.Thread(target=self._run, args=(worker, address), daemon=True,
+                         name=f"pair-{worker}").start()
+        return address
+
+    def _run(self, worker: int, address: PairAddress) -> None:
+        t0 = time.perf_counter()
+        try:
+            group = pair_group(self.store, address.prefix, 0, self.host, self.timeout_s)
+        except RuntimeError:
+            return  # the worker never came: nothing to serve
+        self.connect_s.append(time.perf_counter() - t0)
+        frames = [Frame(self.params, self.buffers)]
+        reply = Frame(self.params, self.buffers)
+        try:
+            while True:
+                pushed: list[Contribution] = []
+                while True:  # a push may carry several contributions, one frame each
+                    if len(frames) <= len(pushed):
+                        frames.append(Frame(self.params, self.buffers))
+                    frame = frames[len(pushed)]
+                    group.recv([frame.data], 1, 0).wait()
+                    if frame.kind != Frame.PUSH:
+                        break
+                    contribution, last = frame.read_contribution()
+                    pushed.append(contribution)
+                    if last:
+                        break
+                if frame.kind == Frame.BYE:
+                    return
+                try:
+                    self.serve(worker, pushed or None, frame.request_clock(), reply)
+                except HetsyncError as e:
+                    self.errors[worker] = e  # its text travels on the control plane
+                    reply.write_error()
+                group.send([reply.data], 1, 0).wait()
+        except RuntimeError:
+            return  # the worker's process went away: its pair ends with it
+        finally:
+            group.abort()
+
+
+class GlooServerClient:
+    """The worker loop's client of the server (the `ServerClient` protocol of
+    `hetsync.core.worker`) with pushes and waits on a gloo pair, join and leave on Ray."""
+
+    def __init__(self, handle, worker: int, timeout_s: float):
+        self.control = RayServerClient(handle, timeout_s)
+        self.handle = handle
+        self.worker = worker
+        address = self.control.get(handle.open_pair.remote(worker))
+        store = dist.TCPStore(address.host, address.port, is_master=False,
+                              wait_for_workers=False,
+                              timeout=datetime.timedelta(seconds=timeout_s))
+        # The gloo timeout outlasts the server's own, so that a worker held too long hears
+        # the server's message, which names the worker it waited for.
+        self.group = pair_group(store, address.prefix, 1, this_host(), timeout_s + 30)
+        self.out = Frame(address.params, address.buffers)
+        self.back = Frame(address.params, address.buffers)
+
+    def _send(self) -> None:
+        try:
+            self.group.send([self.out.data], 0, 0).wait()
+        except RuntimeError as e:
+            raise self._failure(e, "pushing to the parameter server") from e
+
+    def _failure(self, e: RuntimeError, doing: str) -> ClusterError:
+        if _lost(e):
+            return ServerLost(f"{doing}: the process died")
+        return ClusterError(f"{doing} failed: {str(e).splitlines()[0]}")
+
+    def join(self, worker: int) -> Reply:
+        return self.control.join(worker)
+
+    def push(self, worker: int, contributions: list[Contribution]) -> object:
+        for i, c in enumerate(contributions):
+            self.out.write_contribution(c, last=i == len(contributions) - 1)
+            self._send()
+        return IN_FLIGHT
+
+    def wait_until_allowed(self, worker: int, clock: int) -> object:
+        self.out.write_request(Frame.WAIT, clock)
+        self._send()
+        return IN_FLIGHT
+
+    def get(self, _in_flight: object) -> Reply:
+        """The reply to the last push or wait (one is in flight at most)."""
+        try:
+            self.group.recv([self.back.data], 0, 0).wait()
+        except RuntimeError as e:
+            raise self._failure(e, "waiting for the parameter server") from e
+        if self.back.kind == Frame.ERROR:  # the call below raises the server's error
+            self.control.get(self.handle.pair_error.remote(self.worker))
+            raise ClusterError("the parameter server refused a push without saying why")
+        return self.back.read_reply()
+
+    def leave(self, worker: int) -> None:
+        self.out.write_request(Frame.BYE)
+        self._send()
+        self.control.leave(worker)
+
+    def close(self) -> None:
+        """Drop the pair (the server's thread for it ends); safe to call twice."""
+        self.group.abort()
