@@ -229,7 +229,8 @@ class FaultsConfig:
     kill_worker: str = setting("", "fault injection: kill worker W's process once its clock "
                                    "reaches I, W@I[,...]", metavar="W@I,...")
     kill_server: str = setting("", "fault injection: kill the parameter server's process "
-                                   "once the run has done I iterations, @I", metavar="@I")
+                                   "(with shards, the last shard's) once the run has done I "
+                                   "iterations, @I", metavar="@I")
 
     def __post_init__(self) -> None:
         _positive_int(self.checkpoint_every, "--checkpoint-every", least=0)
@@ -291,11 +292,19 @@ class ClusterConfig:
     transport: str = setting(
         "gloo", "data plane for pushes and replies: gloo (torch.distributed point to point "
         "between the actors, Ray for control) or ray (Ray actor calls)", values=TRANSPORTS)
+    server_shards: int = setting(
+        1, "parameter-server shards: the flat parameters split into K ranges balanced by size, "
+           "one process each, pushed to and pulled from in parallel (needs --transport gloo)",
+        metavar="K")
 
     def __post_init__(self) -> None:
         _need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
         _need(self.transport in TRANSPORTS,
               f"--transport must be one of {', '.join(TRANSPORTS)} (got {self.transport!r})")
+        _positive_int(self.server_shards, "--server-shards")
+        _need(self.server_shards == 1 or self.transport == "gloo",
+              f"--server-shards {self.server_shards} needs --transport gloo (a Ray call "
+              "reaches one shard)")
 
 
 SECTIONS = {"training": TrainingConfig, "data": DataConfig, "consistency": ConsistencyConfig,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,13 +25,15 @@ import numpy as np
 import torch
 
 from hetsync.bench.harness import Bench, Budget, save, write
-from hetsync.cluster.clients import RayServerClient
+from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
 from hetsync.cluster.probes import probe_capacity
 from hetsync.cluster.runtime import ray_session
 from hetsync.core.server import ParameterServer
 from hetsync.core.wire import Contribution
 
+TRANSPORTS = ("gloo", "ray")  # the summary's keys are the default's (gloo) figures
+DEFAULT = TRANSPORTS[0]
 SIZES = {"lenet5": 61_706, "1m": 1_000_000, "11m": 11_172_810}
 KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "server_cpu_ms_per_push_lenet5", "worker_cpu_ms_per_push_lenet5",
@@ -59,15 +63,23 @@ def memcpy_gb_per_s(size: int, repeats: int = 20) -> float:
     return src.nbytes / best / 1e9
 
 
-def update_s(size: int, calls: int) -> float:
-    """Seconds per SGD update of the parameter server on `size` parameters, in-process, on
-    one thread as in the server actor."""
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread, as in the actors (Ray starts them with one): with more, idle
+    OpenMP threads spin after each copy and take the core the server needs."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _update_s(size, calls)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def update_s(size: int, calls: int) -> float:
+    """Seconds per SGD update of the parameter server on `size` parameters, in-process, on
+    one thread as in the server actor."""
+    with one_thread():
+        return _update_s(size, calls)
 
 
 def _update_s(size: int, calls: int) -> float:
@@ -83,10 +95,15 @@ def _update_s(size: int, calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def round_trip(size: int, calls: int) -> dict[str, float]:
-    """One client (this process) against one server actor."""
+def round_trip(size: int, calls: int, transport: str) -> dict[str, float]:
+    """One client (this process, on one thread as a worker) against one server actor."""
+    with one_thread():
+        return _round_trip(size, calls, transport)
+
+
+def _round_trip(size: int, calls: int, transport: str) -> dict[str, float]:
     server = ServerHandle(60.0, **_server_args(size, 1))
-    client = RayServerClient(server.actor, 60.0)
+    client = server_client(transport, server.actors, 0, 60.0)
     push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
     try:
         clock = client.join(0).clock
@@ -101,9 +118,10 @@ def round_trip(size: int, calls: int) -> dict[str, float]:
         worker_cpu = (time.process_time() - cpu) / calls
         server_cpu = (server.cpu_seconds() - server_cpu) / calls
     finally:
+        client.close()
         server.kill()
     update = update_s(size, max(3, calls // 3))
-    return {"params": size, "round_trip_ms": 1000 * total,
+    return {"transport": transport, "params": size, "round_trip_ms": 1000 * total,
             "worker_cpu_ms_per_push": 1000 * worker_cpu,
             "server_cpu_ms_per_push": 1000 * server_cpu, "server_update_ms": 1000 * update,
             "server_transport_cpu_ms": 1000 * max(0.0, server_cpu - update),
@@ -161,30 +179,33 @@ def run(b: Bench) -> list[Path]:
             server.kill()
         b.rows.append({"suite": "capacity", "part": "reference", "case": "empty actor call",
                        "ms": summary["empty_call_ms"]})
-        for name, size in SIZES.items():
-            trips[name] = round_trip(size, calls[name])
-            b.rows.append({"suite": "capacity", "part": "round trip", "case": name,
-                           **trips[name]})
-            print(b.rows[-1], flush=True)
-        for clients in (1, 2, 4):
-            server = ServerHandle(60.0, **_server_args(SIZES["lenet5"], clients))
-            try:
-                capacity.append(probe_capacity(server, clients, SIZES["lenet5"], seconds))
-            finally:
-                server.kill()
-            b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
-                           "case": f"{clients} clients", **capacity[-1]})
-            print(b.rows[-1], flush=True)
+        for transport in TRANSPORTS:  # side by side, the default first
+            for name, size in SIZES.items():
+                trips[transport, name] = round_trip(size, calls[name], transport)
+                b.rows.append({"suite": "capacity", "part": "round trip", "case": name,
+                               **trips[transport, name]})
+                print(b.rows[-1], flush=True)
+            for clients in (1, 2, 4):
+                server = ServerHandle(60.0, **_server_args(SIZES["lenet5"], clients))
+                try:
+                    capacity.append(probe_capacity(server, clients, SIZES["lenet5"], seconds,
+                                                   transport))
+                finally:
+                    server.kill()
+                b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
+                               "case": f"{clients} clients", **capacity[-1]})
+                print(b.rows[-1], flush=True)
         cores = ray_processes(b) if Path("/proc/self/stat").exists() else {}
         for kind, share in cores.items():
             b.rows.append({"suite": "capacity", "part": "Ray's processes", "case": kind,
                            "cores_while_training": share})
-    lenet, big = trips["lenet5"], trips["11m"]
+    lenet, big = trips[DEFAULT, "lenet5"], trips[DEFAULT, "11m"]
     summary.update({
         "round_trip_ms_lenet5": lenet["round_trip_ms"],
         "server_cpu_ms_per_push_lenet5": lenet["server_cpu_ms_per_push"],
         "worker_cpu_ms_per_push_lenet5": lenet["worker_cpu_ms_per_push"],
-        "pushes_per_s_one_shard_lenet5": max(c["pushes_per_s"] for c in capacity),
+        "pushes_per_s_one_shard_lenet5": max(c["pushes_per_s"] for c in capacity
+                                             if c["transport"] == DEFAULT),
         "push_pull_gb_per_s_11m_k1": big["push_pull_gb_per_s"],
         "push_pull_gb_per_s_11m_k2": None,  # no sharded server yet
         "push_pull_gb_per_s_11m_k4": None,
@@ -198,32 +219,42 @@ def run(b: Bench) -> list[Path]:
 
 def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    names = list(trips)
-    axes[0].bar(names, [trips[n]["round_trip_ms"] for n in names], color="tab:blue")
+    width = 0.8 / len(TRANSPORTS)
+    for i, transport in enumerate(TRANSPORTS):
+        axes[0].bar(np.arange(len(SIZES)) + i * width,
+                    [trips[transport, n]["round_trip_ms"] for n in SIZES], width,
+                    label=transport)
+        mine = [c for c in capacity if c["transport"] == transport]
+        axes[1].bar(np.arange(len(mine)) + i * width, [c["pushes_per_s"] for c in mine],
+                    width, label=transport)
+    axes[0].set_xticks(np.arange(len(SIZES)) + width / 2, list(SIZES))
     axes[0].set_yscale("log")
     axes[0].set_ylabel("ms per push/pull round trip (log)")
     axes[0].set_title("round trip by model size, one server")
-    axes[1].bar([str(c["clients"]) for c in capacity], [c["pushes_per_s"] for c in capacity],
-                color="tab:green")
+    axes[1].set_xticks(np.arange(3) + width / 2, ["1", "2", "4"])
     axes[1].set_xlabel("clients pushing LeNet-5 gradients")
     axes[1].set_ylabel("pushes/s, one server")
     axes[1].set_title("one server's capacity")
+    for ax in axes:
+        ax.legend(title="transport")
     return save(fig, b.out / "capacity.png")
 
 
 def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             cores: dict[str, float]) -> str:
-    fmt = lambda v, d=2: "not measured (no sharded server yet)" if v is None else f"{v:.{d}f}"  # noqa: E731
+    def fmt(v: float | None, d: int = 2, none: str = "not measured (no sharded server yet)"):
+        return none if v is None else f"{v:.{d}f}"
+
     return (b.header("hetsync bench capacity")
             + "## Reference\n\n"
             f"- memory copy of 11.2 M floats: {summary['memcpy_gb_per_s']:.2f} GB/s (each "
             "copied byte counted once)\n"
             f"- empty actor call: {summary['empty_call_ms']:.3f} ms\n\n"
             "## Round trip, one client, one server\n\n"
-            "| parameters | round trip (ms) | client CPU / push (ms) | server CPU / push (ms) "
+            "| transport | parameters | round trip (ms) | client CPU / push (ms) | server CPU / push (ms) "
             "| of which update (ms) | of which transport (ms) | push+pull GB/s | update GB/s "
-            "(20 bytes/param) |\n|---|---|---|---|---|---|---|---|\n"
-            + "".join(f"| {t['params']:,} | {t['round_trip_ms']:.2f} | "
+            "(20 bytes/param) |\n|---|---|---|---|---|---|---|---|---|\n"
+            + "".join(f"| {t['transport']} | {t['params']:,} | {t['round_trip_ms']:.2f} | "
                       f"{t['worker_cpu_ms_per_push']:.2f} | {t['server_cpu_ms_per_push']:.2f} | "
                       f"{t['server_update_ms']:.2f} | {t['server_transport_cpu_ms']:.2f} | "
                       f"{t['push_pull_gb_per_s']:.2f} | {t['update_gb_per_s']:.2f} |\n"
@@ -231,13 +262,16 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             + "\nCPU per push comes from each process's CPU time (every thread), so the "
             "client's includes Ray's own threads in it; transport is the server's CPU per push "
             "less its update timed in-process.\n\n## One server's capacity (LeNet-5 pushes)\n\n"
-            "| clients | pushes/s | server CPU / push (ms) | client CPU / push (ms) |\n"
-            "|---|---|---|---|\n"
-            + "".join(f"| {c['clients']} | {c['pushes_per_s']:.0f} | "
-                      f"{c['server_cpu_ms_per_push']:.3f} | {c['client_cpu_ms_per_push']:.3f} |\n"
+            "| transport | clients | pushes/s | server CPU / push (ms) | client CPU / push (ms) "
+            "| slowest pair connect (ms) |\n|---|---|---|---|---|---|\n"
+            + "".join(f"| {c['transport']} | {c['clients']} | {c['pushes_per_s']:.0f} | "
+                      f"{c['server_cpu_ms_per_push']:.3f} | {c['client_cpu_ms_per_push']:.3f} | "
+                      f"{fmt(c['pair_connect_ms'], 1, 'no pair')} |\n"
                       for c in capacity)
-            + f"\nOn 2 cores the clients take CPU too; the most of the three: "
-            f"{summary['pushes_per_s_one_shard_lenet5']:.0f} pushes/s.\n\n"
+            + f"\nOn 2 cores the clients take CPU too; the most of the three ({DEFAULT}): "
+            f"{summary['pushes_per_s_one_shard_lenet5']:.0f} pushes/s. A pair is the gloo "
+            "group of one worker and the server: what a worker that joins or rejoins waits "
+            "for before its first push (the others go on).\n\n"
             "## 11.2 M parameters by server shards\n\n"
             f"- K = 1: {fmt(summary['push_pull_gb_per_s_11m_k1'])} GB/s push+pull\n"
             f"- K = 2: {fmt(summary['push_pull_gb_per_s_11m_k2'])}\n"

@@ -203,22 +203,25 @@ class WorkerActor:
     def ready(self) -> tuple[str, int]:
         return whereabouts()
 
-    def run(self, server, bound: int | None, timeout_s: float, policy: PushPolicy,
+    def run(self, servers: list, bound: int | None, timeout_s: float, policy: PushPolicy,
             cpu_hog: bool = False, transport: str = "gloo") -> WorkerReport:
+        """Train against the server's shards (shard 0 hosts the allocator) until the
+        budget is spent."""
         with contextlib.ExitStack() as stack:
             if cpu_hog:
                 stack.enter_context(CpuHog(self.worker.id))
-            client = server_client(transport, server, self.worker.id, timeout_s)
+            client = server_client(transport, servers, self.worker.id, timeout_s)
             stack.callback(client.close)
-            return run_worker(self.worker, client, RayAllocatorClient(server, timeout_s),
+            return run_worker(self.worker, client, RayAllocatorClient(servers[0], timeout_s),
                               bound, policy)
 
 
-def server_client(transport: str, server, worker: int, timeout_s: float):
-    """The worker loop's client of the server actor over the chosen data plane."""
+def server_client(transport: str, servers: list, worker: int, timeout_s: float):
+    """The worker loop's client of the server's shards over the chosen data plane (Ray
+    calls reach one shard only: the config refuses shards without gloo)."""
     if transport == "gloo":
-        return GlooServerClient(server, worker, timeout_s)
-    return RayServerClient(server, timeout_s)
+        return GlooServerClient(servers, worker, timeout_s)
+    return RayServerClient(servers[0], timeout_s)
 
 
 def remote_server(**kwargs: Any):

@@ -48,6 +48,11 @@ def bounded_get(refs, timeout_s: float, doing: str, lost: type[ClusterError] = C
         raise ClusterError(f"{doing} failed: {text[-1] if text else type(e).__name__}") from e
 
 
+# A worker waits this much longer than the server does, so that a worker held too long hears
+# the server's message, which names the worker it waited for.
+REPLY_GRACE_S = 30.0
+
+
 class RayServerClient:
     """The worker loop's view of the server actor. (A push thread was measured and rejected:
     it contends for the GIL with the compute thread and made iterations slower, not faster.)"""
@@ -57,7 +62,8 @@ class RayServerClient:
         self.timeout_s = timeout_s
 
     def get(self, ref) -> Reply:
-        return bounded_get(ref, self.timeout_s, "waiting for the parameter server", ServerLost)
+        return bounded_get(ref, self.timeout_s + REPLY_GRACE_S,
+                           "waiting for the parameter server", ServerLost)
 
     def join(self, worker: int) -> Reply:
         return self.get(self.handle.join.remote(worker))

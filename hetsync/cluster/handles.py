@@ -13,11 +13,19 @@ import ray
 
 from hetsync.cluster.actors import remote_server, remote_worker
 from hetsync.cluster.clients import ActorRestarting, ServerLost, WorkerLost, bounded_get
+from hetsync.core.sharding import (
+    SnapshotZipper,
+    merge_snapshots,
+    merge_states,
+    shard_ranges,
+    split_state,
+)
 from hetsync.core.wire import Snapshot, Status
 from hetsync.core.worker import PushPolicy, WorkerReport
 from hetsync.errors import ClusterError
 
 POLL_S = 0.1
+START_S = 120.0  # the least a start may take: a new process imports PyTorch, whatever --timeout
 
 
 def _sigkill(handle, where: tuple[str, int]) -> None:
@@ -31,55 +39,91 @@ def _sigkill(handle, where: tuple[str, int]) -> None:
 
 
 class ServerHandle:
-    """A parameter server actor (and the allocator it hosts), started and waited for."""
+    """The parameter server's actors, started and waited for: one per shard
+    (`hetsync.core.sharding`), shard 0 hosting the allocator. To the driver it is one
+    server: its state and snapshots are the shards' merged, a lost shard is a lost server."""
 
-    def __init__(self, timeout_s: float, **actor_kwargs: Any):
+    def __init__(self, timeout_s: float, server: dict[str, Any], allocation: dict[str, Any],
+                 state: dict | None = None, allocation_state: dict | None = None,
+                 shards: int = 1):
         self.timeout_s = timeout_s
-        self.actor = remote_server(timeout_s=timeout_s, **actor_kwargs)
-        self.where = self._ask(self.actor.ready.remote(), "starting the server")
+        weights = server["weights"]
+        ranges = shard_ranges(len(weights), shards)
+        states = split_state(state, ranges) if state is not None else [None] * shards
+        self.actors = []
+        for k, (lo, hi) in enumerate(ranges):
+            part = dict(server, weights=weights[lo:hi]) if shards > 1 else server
+            if k:
+                part["buffers"] = None
+            self.actors.append(remote_server(
+                timeout_s=timeout_s, server=part, allocation=allocation, state=states[k],
+                allocation_state=allocation_state if k == 0 else None))
+        self.actor = self.actors[0]
+        self.snapshots = SnapshotZipper(shards)
+        where = bounded_get([a.ready.remote() for a in self.actors],
+                            max(timeout_s, START_S), "starting the server", ServerLost)
+        self.where, self.shard_where = where[0], where
 
     def _ask(self, ref, doing: str):
         return bounded_get(ref, self.timeout_s, doing, ServerLost)
+
+    def _all(self, call, doing: str) -> list:
+        """The same call on every shard, at once."""
+        return self._ask([call(a) for a in self.actors], doing)
 
     def ping(self) -> None:
         """An empty call: what any call costs."""
         self._ask(self.actor.ready.remote(), "calling the server")
 
     def cpu_seconds(self) -> float:
-        return self._ask(self.actor.cpu_seconds.remote(), "asking the server for its CPU time")
+        """The shards' CPU time so far, summed."""
+        return sum(self._all(lambda a: a.cpu_seconds.remote(),
+                             "asking the server for its CPU time"))
 
     def status(self) -> Status:
         return self._ask(self.actor.status.remote(), "asking the server for status")
 
     def alive(self) -> bool:
         try:
-            self.status()
+            self._all(lambda a: a.ready.remote(), "asking whether the server is alive")
             return True
         except ServerLost:
             return False
 
     def take_snapshots(self) -> list[Snapshot]:
-        return self._ask(self.actor.take_snapshots.remote(), "taking snapshots")
+        return self.snapshots.add(self._all(lambda a: a.take_snapshots.remote(),
+                                            "taking snapshots"))
 
     def final(self) -> Snapshot:
-        return self._ask(self.actor.final.remote(), "fetching the final weights")
+        return merge_snapshots(self._all(lambda a: a.final.remote(),
+                                         "fetching the final weights"))
 
     def allocation_changes(self, since: int) -> list[dict]:
         return self._ask(self.actor.allocation_changes.remote(since),
                          "asking the allocator for changes")
 
     def state_dict(self) -> dict:
-        """{"allocator": ..., "server": ...}, for a checkpoint."""
-        return self._ask(self.actor.state_dict.remote(), "saving the server's state")
+        """{"allocator": ..., "server": ...}, for a checkpoint: one state, whatever the
+        number of shards."""
+        parts = self._all(lambda a: a.state_dict.remote(), "saving the server's state")
+        return {"allocator": parts[0]["allocator"],
+                "server": merge_states([p["server"] for p in parts])}
 
     def lose(self, worker: int) -> None:
-        self._ask(self.actor.lose.remote(worker), "removing a lost worker")
+        self._all(lambda a: a.lose.remote(worker), "removing a lost worker")
 
-    def sigkill(self) -> None:
-        _sigkill(self.actor, self.where)
+    def sigkill(self, shard: int = 0) -> None:
+        _sigkill(self.actors[shard], self.shard_where[shard])
 
     def kill(self) -> None:
-        ray.kill(self.actor)
+        for actor in self.actors:
+            ray.kill(actor)
+
+    def pair_connect_seconds(self) -> list[float]:
+        """How long each data-plane pair took to build (`transport.py`), every shard's."""
+        return [s for shard in self._all(lambda a: a.pair_connect_seconds.remote(),
+                                         "asking the server how long its pairs took")
+                for s in shard]
 
 
 class WorkerPool:
@@ -97,11 +141,12 @@ class WorkerPool:
                        for i in range(workers)]
         self.runs: dict[Any, int] = {}  # run call in flight -> its worker
         self.where = dict(enumerate(bounded_get([a.ready.remote() for a in self.actors],
-                                                timeout_s, "starting the workers")))
+                                                max(timeout_s, START_S),
+                                                "starting the workers")))
 
     def launch(self, worker: int, server: ServerHandle, bound: int | None, policy: PushPolicy,
                cpu_hog: bool, transport: str) -> None:
-        ref = self.actors[worker].run.remote(server.actor, bound, self.timeout_s, policy,
+        ref = self.actors[worker].run.remote(server.actors, bound, self.timeout_s, policy,
                                              cpu_hog, transport)
         self.runs[ref] = worker
 

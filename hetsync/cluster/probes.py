@@ -8,14 +8,14 @@ import time
 import numpy as np
 import ray
 
-from hetsync.cluster.clients import RayServerClient
+from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
 from hetsync.core.wire import Contribution
 
 
 class PushProbe:
-    def __init__(self, server, worker: int, size: int, timeout_s: float):
-        self.client = RayServerClient(server, timeout_s)
+    def __init__(self, server, worker: int, size: int, timeout_s: float, transport: str):
+        self.client = server_client(transport, [server], worker, timeout_s)
         self.worker = worker
         self.push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
         self.clock = self.client.join(worker).clock
@@ -35,10 +35,11 @@ class PushProbe:
 
 
 def probe_capacity(server: ServerHandle, clients: int, size: int, seconds: float,
-                   timeout_s: float = 60.0) -> dict[str, float]:
+                   transport: str, timeout_s: float = 60.0) -> dict[str, float]:
     """`clients` probes (one process each, workers 0..clients-1 of `server`) push for
     `seconds`: pushes per second in all, and the server's and a client's CPU per push."""
-    probes = [ray.remote(num_cpus=0)(PushProbe).remote(server.actor, w, size, timeout_s)
+    probes = [ray.remote(num_cpus=0)(PushProbe).remote(server.actor, w, size, timeout_s,
+                                                        transport)
               for w in range(clients)]
     try:
         ray.get([p.ready.remote() for p in probes], timeout=timeout_s)  # started and joined
@@ -48,10 +49,12 @@ def probe_capacity(server: ServerHandle, clients: int, size: int, seconds: float
         cpu = server.cpu_seconds()
         done = ray.get(runs, timeout=seconds + timeout_s)
         server_cpu = server.cpu_seconds() - cpu
+        connect = server.pair_connect_seconds()
     finally:
         for p in probes:
             ray.kill(p)
     pushes = max(1, sum(n for n, _ in done))
-    return {"clients": clients, "pushes_per_s": pushes / seconds,
+    return {"transport": transport, "clients": clients, "pushes_per_s": pushes / seconds,
+            "pair_connect_ms": 1000 * max(connect) if connect else None,
             "server_cpu_ms_per_push": 1000 * server_cpu / pushes,
             "client_cpu_ms_per_push": 1000 * sum(c for _, c in done) / pushes}

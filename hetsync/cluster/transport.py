@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import ray
 import torch.distributed as dist
 
-from hetsync.cluster.clients import RayServerClient, ServerLost
+from hetsync.cluster.clients import REPLY_GRACE_S, RayServerClient, ServerLost
+from hetsync.core.sharding import merge_replies
 from hetsync.core.wire import Contribution, Frame, Reply
 from hetsync.errors import ClusterError, HetsyncError
 
@@ -63,7 +65,7 @@ def pair_group(store: dist.Store, prefix: str, rank: int, host: str,
     return dist.ProcessGroupGloo(dist.PrefixStore(prefix, store), rank, 2, options)
 
 
-def _lost(e: Exception) -> bool:
+def _lost(e: Exception) -> bool:  # gloo's own words for a peer that went away
     """Whether a gloo error says the other process went away (rather than a timeout)."""
     text = str(e)
     return "closed by peer" in text or "Connection reset" in text or "Broken pipe" in text
@@ -141,63 +143,88 @@ class PairServer:
 
 class GlooServerClient:
     """The worker loop's client of the server (the `ServerClient` protocol of
-    `hetsync.core.worker`) with pushes and waits on a gloo pair, join and leave on Ray."""
+    `hetsync.core.worker`) with pushes and waits on gloo pairs, join and leave on Ray.
 
-    def __init__(self, handle, worker: int, timeout_s: float):
-        self.control = RayServerClient(handle, timeout_s)
-        self.handle = handle
+    With several shards (`hetsync.core.sharding`) a push is cut into the shards' ranges and
+    sent to all of them at once, and their replies are merged; each shard's part of a push
+    names the version of that shard the gradient was computed on."""
+
+    def __init__(self, handles: list, worker: int, timeout_s: float):
+        self.controls = [RayServerClient(h, timeout_s) for h in handles]
+        self.handles = handles
         self.worker = worker
-        address = self.control.get(handle.open_pair.remote(worker))
-        store = dist.TCPStore(address.host, address.port, is_master=False,
-                              wait_for_workers=False,
-                              timeout=datetime.timedelta(seconds=timeout_s))
-        # The gloo timeout outlasts the server's own, so that a worker held too long hears
-        # the server's message, which names the worker it waited for.
-        self.group = pair_group(store, address.prefix, 1, this_host(), timeout_s + 30)
-        self.out = Frame(address.params, address.buffers)
-        self.back = Frame(address.params, address.buffers)
+        addresses = [c.get(h.open_pair.remote(worker))
+                     for c, h in zip(self.controls, handles, strict=True)]
+        self.groups = []
+        for a in addresses:
+            store = dist.TCPStore(a.host, a.port, is_master=False, wait_for_workers=False,
+                                  timeout=datetime.timedelta(seconds=timeout_s))
+            self.groups.append(pair_group(store, a.prefix, 1, this_host(),
+                                          timeout_s + REPLY_GRACE_S))
+        self.out = [Frame(a.params, a.buffers) for a in addresses]
+        self.back = [Frame(a.params, a.buffers) for a in addresses]
+        bounds = np.cumsum([0] + [a.params for a in addresses])
+        self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+        self.weights = np.empty(bounds[-1], np.float32) if len(addresses) > 1 else None
+        self.versions: dict[int, list[int]] = {}  # shard 0's version -> every shard's
 
-    def _send(self) -> None:
+    def _exchange(self, op: str, frames: list[Frame], doing: str) -> None:
+        """Send or receive one frame per shard, all at once."""
         try:
-            self.group.send([self.out.data], 0, 0).wait()
+            works = [getattr(g, op)([f.data], 0, 0) for g, f in zip(self.groups, frames,
+                                                                     strict=True)]
+            for w in works:
+                w.wait()
         except RuntimeError as e:
-            raise self._failure(e, "pushing to the parameter server") from e
+            if _lost(e):
+                raise ServerLost(f"{doing}: the process died") from e
+            raise ClusterError(f"{doing} failed: {str(e).splitlines()[0]}") from e
 
-    def _failure(self, e: RuntimeError, doing: str) -> ClusterError:
-        if _lost(e):
-            return ServerLost(f"{doing}: the process died")
-        return ClusterError(f"{doing} failed: {str(e).splitlines()[0]}")
+    def _merge(self, replies: list[Reply]) -> Reply:
+        reply = merge_replies(replies, self.weights)
+        self.versions[reply.version] = [r.version for r in replies]
+        for old in [v for v in self.versions if v < reply.version - 64]:
+            del self.versions[old]
+        return reply
 
     def join(self, worker: int) -> Reply:
-        return self.control.join(worker)
+        refs = [h.join.remote(worker) for h in self.handles]
+        return self._merge([c.get(r) for c, r in zip(self.controls, refs, strict=True)])
 
     def push(self, worker: int, contributions: list[Contribution]) -> object:
         for i, c in enumerate(contributions):
-            self.out.write_contribution(c, last=i == len(contributions) - 1)
-            self._send()
+            bases = self.versions.get(c.base_version, [c.base_version] * len(self.out))
+            for k, (frame, (lo, hi)) in enumerate(zip(self.out, self.ranges, strict=True)):
+                part = c._replace(payload=c.payload[lo:hi], base_version=bases[k],
+                                  buffers=c.buffers if k == 0 else None)
+                frame.write_contribution(part, last=i == len(contributions) - 1)
+            self._exchange("send", self.out, "pushing to the parameter server")
         return IN_FLIGHT
 
     def wait_until_allowed(self, worker: int, clock: int) -> object:
-        self.out.write_request(Frame.WAIT, clock)
-        self._send()
+        for frame in self.out:
+            frame.write_request(Frame.WAIT, clock)
+        self._exchange("send", self.out, "asking the parameter server")
         return IN_FLIGHT
 
     def get(self, _in_flight: object) -> Reply:
         """The reply to the last push or wait (one is in flight at most)."""
-        try:
-            self.group.recv([self.back.data], 0, 0).wait()
-        except RuntimeError as e:
-            raise self._failure(e, "waiting for the parameter server") from e
-        if self.back.kind == Frame.ERROR:  # the call below raises the server's error
-            self.control.get(self.handle.pair_error.remote(self.worker))
-            raise ClusterError("the parameter server refused a push without saying why")
-        return self.back.read_reply()
+        self._exchange("recv", self.back, "waiting for the parameter server")
+        for control, handle, frame in zip(self.controls, self.handles, self.back, strict=True):
+            if frame.kind == Frame.ERROR:  # the call below raises the server's error
+                control.get(handle.pair_error.remote(self.worker))
+                raise ClusterError("the parameter server refused a push without saying why")
+        return self._merge([f.read_reply() for f in self.back])
 
     def leave(self, worker: int) -> None:
-        self.out.write_request(Frame.BYE)
-        self._send()
-        self.control.leave(worker)
+        for frame in self.out:
+            frame.write_request(Frame.BYE)
+        self._exchange("send", self.out, "leaving the parameter server")
+        refs = [h.leave.remote(worker) for h in self.handles]
+        for c, r in zip(self.controls, refs, strict=True):
+            c.get(r)
 
     def close(self) -> None:
-        """Drop the pair (the server's thread for it ends); safe to call twice."""
-        self.group.abort()
+        """Drop the pairs (the server's threads for them end); safe to call twice."""
+        for g in self.groups:
+            g.abort()

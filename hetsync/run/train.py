@@ -118,7 +118,7 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
 
 def server_arguments(cfg: TrainConfig, model: nn.Module, samples: int,
                      policy: PushPolicy) -> dict[str, Any]:
-    """The server actor's arguments: the ParameterServer's and the Allocator's."""
+    """The server's arguments: the ParameterServer's, the Allocator's, and the shards."""
     tr, up = cfg.training, cfg.update
     return dict(
         server=dict(weights=params_to_vector(model), buffers=buffers_to_vector(model),
@@ -129,7 +129,8 @@ def server_arguments(cfg: TrainConfig, model: nn.Module, samples: int,
                     steps_per_push=max(1, policy.local_steps), lr_schedule=up.lr_schedule,
                     lease=2 * policy.gradients),
         allocation=dict(n_samples=samples, workers=tr.workers, batch_size=tr.batch_size,
-                        mode=cfg.allocation.mode, seed=tr.seed))
+                        mode=cfg.allocation.mode, seed=tr.seed),
+        shards=cfg.cluster.server_shards)
 
 
 def start_workers(cfg: TrainConfig, cluster, factory, train_data) -> WorkerPool:
@@ -224,7 +225,7 @@ class Driver:
             self.pool.sigkill(w)
         if self.faults.server_due(self.status):
             self.status = self.server.status()  # fresh figures, so lost iterations are counted
-            self.server.sigkill()
+            self.server.sigkill(shard=-1)  # with shards, one that does not host the allocator
         self._runs_ended(self.pool.poll())
         self.status = s = self.server.status()
         self.evaluation.add(self.server.take_snapshots())

@@ -23,7 +23,8 @@ def test_plain_ray_parameter_server_baseline(ray_local, synchronous):
     assert 0 < s["time_to_target_s"] <= s["wall_time_s"]
 
 
-def test_push_probes_measure_one_servers_capacity(ray_local):
+@pytest.mark.parametrize("transport", ["gloo", "ray"])
+def test_push_probes_measure_one_servers_capacity(ray_local, transport):
     import numpy as np
 
     from hetsync.cluster.handles import ServerHandle
@@ -35,11 +36,12 @@ def test_push_probes_measure_one_servers_capacity(ray_local):
                           allocation=dict(n_samples=64, workers=2, batch_size=64,
                                           mode="uniform", seed=0))
     try:
-        got = probe_capacity(server, clients=2, size=1000, seconds=0.5)
+        got = probe_capacity(server, clients=2, size=1000, seconds=0.5, transport=transport)
         status = server.status()
     finally:
         server.kill()
     assert got["clients"] == 2 and got["pushes_per_s"] > 10
+    assert (got["pair_connect_ms"] is not None) == (transport == "gloo")
     assert got["server_cpu_ms_per_push"] > 0 and got["client_cpu_ms_per_push"] > 0
     assert status.iterations >= got["pushes_per_s"] * 0.5  # every push was applied
 

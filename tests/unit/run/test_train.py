@@ -24,7 +24,7 @@ from ..fakes import LocalAllocatorClient, LocalServerClient
 class FakeServer:
     """ServerHandle's interface over the plain objects the server actor hosts."""
 
-    def __init__(self, timeout_s, server, allocation, state=None, allocation_state=None):
+    def __init__(self, timeout_s, server, allocation, state=None, allocation_state=None, shards=1):
         members = Membership(server["workers"])
         self.ps = ParameterServer(**server, members=members)
         self.allocator = Allocator(**allocation, members=members)

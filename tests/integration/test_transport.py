@@ -1,0 +1,87 @@
+"""The data plane's failure modes, on each transport: a wait that outlasts the timeout names
+who is late, a server that dies under a waiting worker is `ServerLost`, and a worker that dies
+mid-exchange leaves the server serving the others."""
+
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from hetsync.cluster.actors import server_client
+from hetsync.cluster.clients import ServerLost
+from hetsync.cluster.handles import ServerHandle
+from hetsync.cluster.probes import PushProbe
+from hetsync.core.wire import Contribution
+from hetsync.errors import ClusterError
+
+pytestmark = pytest.mark.ray
+TRANSPORTS = ["gloo", "ray"]
+SIZE = 1000
+
+
+def _bsp_server(timeout_s, workers=2):
+    return ServerHandle(timeout_s, server=dict(
+        weights=np.zeros(SIZE, np.float32), workers=workers, bound=0, barrier=True, lr=0.01,
+        momentum=0.0, batch_size=64, iterations=10**6, eval_every=10**6),
+        allocation=dict(n_samples=64, workers=workers, batch_size=64, mode="uniform", seed=0))
+
+
+def _push(client, worker, clock):
+    grad = np.full(SIZE, 1e-3, np.float32)
+    return client.push(worker, [Contribution(clock, 0, grad, 64, 1.0)])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_wait_past_the_timeout_names_the_worker_that_is_late(ray_local, transport):
+    server = _bsp_server(timeout_s=1.0)
+    client = server_client(transport, server.actors, 0, 1.0)
+    try:
+        clock = client.join(0).clock
+        with pytest.raises(ClusterError, match=r"timed out after 1 s: .*no push yet from "
+                                               r"worker\(s\) 1"):
+            client.get(_push(client, 0, clock))
+    finally:
+        client.close()
+        server.kill()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_that_dies_under_a_waiting_worker_is_server_lost(ray_local, transport):
+    server = _bsp_server(timeout_s=30.0)
+    client = server_client(transport, server.actors, 0, 30.0)
+    try:
+        pending = _push(client, 0, client.join(0).clock)  # waits for worker 1: never comes
+        time.sleep(0.5)
+        server.sigkill()
+        t0 = time.time()
+        with pytest.raises(ServerLost, match="the process died"):
+            client.get(pending)
+        assert time.time() - t0 < 20  # at once, not at a timeout
+    finally:
+        client.close()
+        server.kill()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_worker_that_dies_mid_exchange_leaves_the_server_serving_the_others(ray_local,
+                                                                              transport):
+    server = _bsp_server(timeout_s=30.0)
+    client = server_client(transport, server.actors, 0, 30.0)
+    probe = ray.remote(num_cpus=0)(PushProbe).remote(server.actor, 1, SIZE, 30.0, transport)
+    try:
+        clock = client.join(0).clock
+        ray.get(probe.ready.remote())
+        # worker 1 pushes and waits for the round; worker 0 pushes, then worker 1 dies
+        probe.run.remote(time.time(), 60.0)
+        time.sleep(0.5)
+        assert client.get(_push(client, 0, clock)).version == 1  # the round with worker 1's
+        ray.kill(probe)
+        pending = _push(client, 0, clock + 1)  # waits for worker 1's next push: never comes
+        time.sleep(0.5)
+        server.lose(1)  # what the driver does when it sees the process gone
+        assert client.get(pending).version == 2
+        assert server.status().live_workers == [0]
+    finally:
+        client.close()
+        server.kill()
