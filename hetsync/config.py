@@ -268,6 +268,10 @@ class OutputConfig:
     target_accuracy: float = setting(0.97, "validation accuracy whose first crossing is "
                                            "reported as time_to_target_s")
     progress: bool = setting(True, "no progress line", flag="--quiet")
+    tensorboard: str | None = setting(
+        None, "also write the run's scalars (loss, accuracy, throughput, staleness, each "
+              "worker's batch share and samples/s) as TensorBoard events into this folder, "
+              "while it runs (needs the tensorboard extra)", metavar="DIR")
 
     def __post_init__(self) -> None:
         _positive_int(self.eval_every, "--eval-every")
