@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from hetsync.core.devices import DEVICES, gpus_per_worker, parse_gpus
 from hetsync.core.partitioning import ALLOCATIONS
 from hetsync.core.updates import LR_SCHEDULES, UPDATES
 from hetsync.data import DATASETS
@@ -291,9 +292,20 @@ class ClusterConfig:
                                          "of starting a local instance", metavar="ADDRESS")
     timeout_s: float = setting(300.0, "seconds any single wait may take before the run stops "
                                       "with an error naming who is late", flag="--timeout")
+    device: str = setting(
+        "auto", "where workers compute: cpu; cuda (every worker on a GPU Ray gives it, an "
+                "error at start where there is none); auto (cuda on the workers Ray gave a GPU "
+                "with --worker-gpus, the CPU on the others)", values=DEVICES)
+    worker_gpus: tuple[float, ...] | None = setting(
+        None, "GPUs each worker asks Ray for: one value for all or one per worker, a fraction "
+              "to share a GPU, e.g. 0,0,1,1 for two CPU and two GPU workers (none: 1 each with "
+              "--device cuda, else 0)", metavar="G[,G,...]")
 
     def __post_init__(self) -> None:
         _need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
+        _need(self.device in DEVICES,
+              f"--device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+        object.__setattr__(self, "worker_gpus", parse_gpus(self.worker_gpus))
 
 
 SECTIONS = {"training": TrainingConfig, "data": DataConfig, "consistency": ConsistencyConfig,
@@ -363,6 +375,7 @@ class TrainConfig:
                                          f"--out {out}")
             _need(not self.output.overwrite, "--resume and --overwrite exclude each other")
             object.__setattr__(self, "output", replace(self.output, out=resume))
+        self.gpus  # noqa: B018  (validates --device against --worker-gpus)
         _need(self.faults.server_kill is None or (
             self.output.out and self.faults.checkpoint_every > 0),
             "--kill-server needs --out and --checkpoint-every: a lost server restarts from "
@@ -382,9 +395,14 @@ class TrainConfig:
                     raise ConfigError(f"unknown setting {name!r} in [{section}]")
         flat = {flat_name(f): stored[section][f.name] for section, _, f in section_fields()
                 if f.name in stored.get(section, {})}
-        if flat.get("speeds") is not None:
-            flat["speeds"] = tuple(flat["speeds"])
+        flat = {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}  # speeds
         return cls.from_flat(**{**flat, **settings})
+
+    @property
+    def gpus(self) -> tuple[float, ...]:
+        """The GPUs each worker asks Ray for (hetsync.core.devices)."""
+        return gpus_per_worker(self.cluster.device, self.cluster.worker_gpus,
+                               self.training.workers)
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name (objects such as datasets as they are)."""

@@ -143,8 +143,9 @@ def start_workers(cfg: TrainConfig, cluster, factory, train_data) -> WorkerPool:
     tr = cfg.training
     return WorkerPool(tr.workers, tr.threads_per_worker, cfg.faults.max_restarts,
                       cfg.cluster.timeout_s, train_data,
-                      [cluster.pacer(i) for i in range(tr.workers)], model_factory=factory,
-                      seed=tr.seed, momentum=cfg.update.momentum)
+                      [cluster.pacer(i) for i in range(tr.workers)], gpus=cfg.gpus,
+                      model_factory=factory, seed=tr.seed, momentum=cfg.update.momentum,
+                      device=cfg.cluster.device)
 
 
 class Driver:
