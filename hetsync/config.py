@@ -330,6 +330,27 @@ FLAT = {flat_name(f): (section, f.name) for section, _, f in section_fields()}
 assert len(FLAT) == sum(1 for _ in section_fields()), "two settings share a flat name"
 
 
+def _flat_of(section: str, name: str) -> str:
+    return next(flat for flat, where in FLAT.items() if where == (section, name))
+
+
+def flatten(stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings a stored config names (config.json, a --config file: sections as in
+    `TrainConfig.to_dict`), by flat name; an unknown section or setting is refused, so that
+    a misspelt name is not silently ignored."""
+    known = {section: {f.name for f in fields(c)} for section, c in SECTIONS.items()}
+    for section, values in stored.items():
+        if section not in known or not isinstance(values, dict):
+            raise ConfigError(f"unknown section [{section}]; the sections are "
+                              f"{', '.join(known)}")
+        for name in values:
+            if name not in known[section]:
+                raise ConfigError(f"unknown setting {name!r} in [{section}]")
+    flat = {_flat_of(section, name): value for section, values in stored.items()
+            for name, value in values.items()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}  # TOML arrays
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -385,18 +406,7 @@ class TrainConfig:
     def from_dict(cls, stored: dict[str, dict[str, Any]], **settings: Any) -> TrainConfig:
         """A config from `to_dict`'s output (config.json in a run folder, a --config file),
         with `settings` (flat names) taking precedence. A name it does not know is refused."""
-        known = {section: {f.name for f in fields(c)} for section, c in SECTIONS.items()}
-        for section, values in stored.items():
-            if section not in known or not isinstance(values, dict):
-                raise ConfigError(f"unknown section [{section}]; the sections are "
-                                  f"{', '.join(known)}")
-            for name in values:
-                if name not in known[section]:
-                    raise ConfigError(f"unknown setting {name!r} in [{section}]")
-        flat = {flat_name(f): stored[section][f.name] for section, _, f in section_fields()
-                if f.name in stored.get(section, {})}
-        flat = {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}  # speeds
-        return cls.from_flat(**{**flat, **settings})
+        return cls.from_flat(**{**flatten(stored), **settings})
 
     @property
     def gpus(self) -> tuple[float, ...]:
@@ -409,11 +419,17 @@ class TrainConfig:
         return {flat_name(f): getattr(getattr(self, section), f.name)
                 for section, _, f in section_fields()}
 
-    def to_toml(self) -> str:
+    def to_toml(self, only: set[str] | None = None) -> str:
         """The settings as TOML that `--config` reads back (a setting that is unset, None,
-        is left out: TOML has no null; objects appear by name)."""
+        is left out: TOML has no null; objects appear by name). `only` keeps these flat
+        names (what a benchmark suite takes), and the sections that hold any."""
         lines = []
         for section, values in self.to_dict().items():
+            if only is not None:
+                values = {name: v for name, v in values.items()
+                          if _flat_of(section, name) in only}
+                if not values:
+                    continue
             lines.append(f"[{section}]")
             for name, value in values.items():
                 if value is None:
