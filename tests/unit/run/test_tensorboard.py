@@ -134,3 +134,20 @@ def test_a_tensorboard_folder_inside_the_run_folder_is_the_runs_own(tmp_path):
     check_tensorboard(cfg.output.tensorboard, overwrite=True, resuming=False)
     assert prepare_out(cfg, 10) is None  # not "holds files that are not a run's (tb)"
     assert not (run / "summary.json").exists() and not list((run / "tb").iterdir())
+
+
+def test_a_resumed_run_hides_the_saved_runs_points_after_its_checkpoint(tmp_path):
+    import time
+
+    first = open_writer(str(tmp_path))
+    for step in (0, 10, 20, 30):  # the saved run got to 30, its checkpoint at 20
+        first.add_scalar("train/loss", 1.0, step, 100.0 + step)
+    first.close()
+    time.sleep(1.1)  # a new events file: their names hold the second they were made
+    check_tensorboard(str(tmp_path), overwrite=False, resuming=True)
+    second = open_writer(str(tmp_path), resume_step=20)
+    for step in (20, 30, 40):
+        second.add_scalar("train/loss", 2.0, step, 200.0 + step)
+    second.close()
+    assert _read(tmp_path)["train/loss"] == [(0, 1.0), (10, 1.0), (20, 2.0), (30, 2.0),
+                                             (40, 2.0)]
