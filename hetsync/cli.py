@@ -15,6 +15,7 @@ from hetsync.config import SECTIONS, TrainConfig, flat_name, section_fields
 from hetsync.errors import ClusterError, ConfigError, HetsyncError
 
 BENCH_SUITES = ("paper", "peers", "overhead", "heterogeneous", "capacity")
+BENCH_DATA_DIR = "../shared/datasets/mnist"
 
 
 def _add_setting(group, f, given_only: bool = False) -> None:
@@ -72,12 +73,26 @@ def _compare_parser(sub) -> None:
 
 
 def _bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measured comparisons: results.csv, PNG charts, report.md")
+    p = sub.add_parser("bench", help="measured comparisons: results.csv, PNG charts, report.md",
+                       description="Run a benchmark suite. `--config FILE` sets what every run "
+                                   "of the suite shares (paper, peers, heterogeneous: model, "
+                                   "data, batch size, iterations, learning rate and schedule, "
+                                   "momentum, target accuracy, reference slowdown, timeout; "
+                                   "overhead: the one-worker runs' model, data, batch, "
+                                   "iterations, optimizer and threads; capacity: none); each "
+                                   "run still sets what tells it apart. A setting the suite "
+                                   "does not take is refused.")
     p.add_argument("suite", choices=BENCH_SUITES)
-    p.add_argument("--out", required=True, help="folder for the results")
-    p.add_argument("--data-dir", default="../shared/datasets/mnist",
-                   help="folder with the MNIST IDX files (mnist-10k)")
+    p.add_argument("--out", help="folder for the results (required, except with --print-config)")
+    p.add_argument("--data-dir", default=None,
+                   help=f"folder with the MNIST IDX files (mnist-10k); over --config's "
+                        f"data_dir (default: {BENCH_DATA_DIR})")
     p.add_argument("--quick", action="store_true", help="smaller budgets: within 10 minutes")
+    p.add_argument("--config", metavar="FILE", help="read the suite's run settings from this "
+                   "TOML file (sections as in --print-config)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the run settings the suite's runs start from as TOML and stop "
+                        "(feed them back with --config)")
 
 
 def help_markdown() -> str:
@@ -125,13 +140,7 @@ def config_from_args(args: argparse.Namespace,
     settings = _settings(args)
     argv = sys.argv[1:] if argv is None else argv
     if getattr(args, "config", None):
-        import tomllib
-        from pathlib import Path
-
-        try:
-            stored = tomllib.loads(Path(args.config).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"--config {args.config}: {e}") from None
+        stored = _read_config(args.config)
         return TrainConfig.from_dict(stored, **_settings(
             build_parser(given_only=True).parse_args(argv)))
     if args.resume:
@@ -147,6 +156,17 @@ def config_from_args(args: argparse.Namespace,
                                                     "kill_worker": "", "kill_server": "",
                                                     **given})
     return TrainConfig.from_flat(**settings)
+
+
+def _read_config(path: str) -> dict:
+    """A --config file's sections, or a one-line error naming the file."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"--config {path}: {e}") from None
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
@@ -234,9 +254,18 @@ def _compare(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hetsync.bench.harness import run_suite
+    from hetsync.bench.harness import run_suite, suite_settings, suite_toml
 
-    for path in run_suite(args.suite, Path(args.out), args.data_dir, args.quick):
+    settings = suite_settings(args.suite, _read_config(args.config) if args.config else {})
+    data_dir = args.data_dir or settings.get("data_dir") or BENCH_DATA_DIR
+    if "data_dir" in settings:  # the flag typed goes on top of the file
+        settings["data_dir"] = data_dir
+    if args.print_config:
+        print(suite_toml(args.suite, data_dir, args.quick, settings), end="")
+        return 0
+    if not args.out:
+        raise ConfigError("bench needs --out DIR, a folder for the results")
+    for path in run_suite(args.suite, Path(args.out), data_dir, args.quick, settings):
         print(path)
     return 0
 

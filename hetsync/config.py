@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from hetsync.core.devices import DEVICES, gpus_per_worker, parse_gpus
 from hetsync.core.partitioning import ALLOCATIONS
 from hetsync.core.updates import LR_SCHEDULES, UPDATES
 from hetsync.data import DATASETS
@@ -270,6 +271,10 @@ class OutputConfig:
     target_accuracy: float = setting(0.97, "validation accuracy whose first crossing is "
                                            "reported as time_to_target_s")
     progress: bool = setting(True, "no progress line", flag="--quiet")
+    tensorboard: str | None = setting(
+        None, "also write the run's scalars (loss, accuracy, throughput, staleness, each "
+              "worker's batch share and samples/s) as TensorBoard events into this folder, "
+              "while it runs (needs the tensorboard extra)", metavar="DIR")
 
     def __post_init__(self) -> None:
         _positive_int(self.eval_every, "--eval-every")
@@ -296,6 +301,14 @@ class ClusterConfig:
         1, "parameter-server shards: the flat parameters split into K ranges balanced by size, "
            "one process each, pushed to and pulled from in parallel (needs --transport gloo)",
         metavar="K")
+    device: str = setting(
+        "auto", "where workers compute: cpu; cuda (every worker on a GPU Ray gives it, an "
+                "error at start where there is none); auto (cuda on the workers Ray gave a GPU "
+                "with --worker-gpus, the CPU on the others)", values=DEVICES)
+    worker_gpus: tuple[float, ...] | None = setting(
+        None, "GPUs each worker asks Ray for: one value for all or one per worker, a fraction "
+              "to share a GPU, e.g. 0,0,1,1 for two CPU and two GPU workers (none: 1 each with "
+              "--device cuda, else 0)", metavar="G[,G,...]")
 
     def __post_init__(self) -> None:
         _need(self.timeout_s > 0, f"--timeout must be > 0 seconds (got {self.timeout_s})")
@@ -305,6 +318,9 @@ class ClusterConfig:
         _need(self.server_shards == 1 or self.transport == "gloo",
               f"--server-shards {self.server_shards} needs --transport gloo (a Ray call "
               "reaches one shard)")
+        _need(self.device in DEVICES,
+              f"--device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+        object.__setattr__(self, "worker_gpus", parse_gpus(self.worker_gpus))
 
 
 SECTIONS = {"training": TrainingConfig, "data": DataConfig, "consistency": ConsistencyConfig,
@@ -327,6 +343,27 @@ def section_fields() -> Iterator[tuple[str, type, Field]]:
 # flat keyword -> (section, field name); each flat name is one setting's
 FLAT = {flat_name(f): (section, f.name) for section, _, f in section_fields()}
 assert len(FLAT) == sum(1 for _ in section_fields()), "two settings share a flat name"
+
+
+def _flat_of(section: str, name: str) -> str:
+    return next(flat for flat, where in FLAT.items() if where == (section, name))
+
+
+def flatten(stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings a stored config names (config.json, a --config file: sections as in
+    `TrainConfig.to_dict`), by flat name; an unknown section or setting is refused, so that
+    a misspelt name is not silently ignored."""
+    known = {section: {f.name for f in fields(c)} for section, c in SECTIONS.items()}
+    for section, values in stored.items():
+        if section not in known or not isinstance(values, dict):
+            raise ConfigError(f"unknown section [{section}]; the sections are "
+                              f"{', '.join(known)}")
+        for name in values:
+            if name not in known[section]:
+                raise ConfigError(f"unknown setting {name!r} in [{section}]")
+    flat = {_flat_of(section, name): value for section, values in stored.items()
+            for name, value in values.items()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}  # TOML arrays
 
 
 @dataclass(frozen=True)
@@ -374,6 +411,7 @@ class TrainConfig:
                                          f"--out {out}")
             _need(not self.output.overwrite, "--resume and --overwrite exclude each other")
             object.__setattr__(self, "output", replace(self.output, out=resume))
+        self.gpus  # noqa: B018  (validates --device against --worker-gpus)
         _need(self.faults.server_kill is None or (
             self.output.out and self.faults.checkpoint_every > 0),
             "--kill-server needs --out and --checkpoint-every: a lost server restarts from "
@@ -383,30 +421,30 @@ class TrainConfig:
     def from_dict(cls, stored: dict[str, dict[str, Any]], **settings: Any) -> TrainConfig:
         """A config from `to_dict`'s output (config.json in a run folder, a --config file),
         with `settings` (flat names) taking precedence. A name it does not know is refused."""
-        known = {section: {f.name for f in fields(c)} for section, c in SECTIONS.items()}
-        for section, values in stored.items():
-            if section not in known or not isinstance(values, dict):
-                raise ConfigError(f"unknown section [{section}]; the sections are "
-                                  f"{', '.join(known)}")
-            for name in values:
-                if name not in known[section]:
-                    raise ConfigError(f"unknown setting {name!r} in [{section}]")
-        flat = {flat_name(f): stored[section][f.name] for section, _, f in section_fields()
-                if f.name in stored.get(section, {})}
-        if flat.get("speeds") is not None:
-            flat["speeds"] = tuple(flat["speeds"])
-        return cls.from_flat(**{**flat, **settings})
+        return cls.from_flat(**{**flatten(stored), **settings})
+
+    @property
+    def gpus(self) -> tuple[float, ...]:
+        """The GPUs each worker asks Ray for (hetsync.core.devices)."""
+        return gpus_per_worker(self.cluster.device, self.cluster.worker_gpus,
+                               self.training.workers)
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name (objects such as datasets as they are)."""
         return {flat_name(f): getattr(getattr(self, section), f.name)
                 for section, _, f in section_fields()}
 
-    def to_toml(self) -> str:
+    def to_toml(self, only: set[str] | None = None) -> str:
         """The settings as TOML that `--config` reads back (a setting that is unset, None,
-        is left out: TOML has no null; objects appear by name)."""
+        is left out: TOML has no null; objects appear by name). `only` keeps these flat
+        names (what a benchmark suite takes), and the sections that hold any."""
         lines = []
         for section, values in self.to_dict().items():
+            if only is not None:
+                values = {name: v for name, v in values.items()
+                          if _flat_of(section, name) in only}
+                if not values:
+                    continue
             lines.append(f"[{section}]")
             for name, value in values.items():
                 if value is None:

@@ -40,6 +40,7 @@ KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "pushes_per_s_one_shard_lenet5", "push_pull_gb_per_s_11m_k1",
         "push_pull_gb_per_s_11m_k2", "push_pull_gb_per_s_11m_k4", "server_update_gb_per_s_11m")
 BUDGETS = (Budget(600, 0.9, 1, evaluations=1), Budget(3000, 0.97, 1, evaluations=1))  # (e)
+RUN_SETTINGS = ()  # the data plane at fixed sizes: no run settings apply
 UPDATE_BYTES_PER_PARAM = 20  # SGD with momentum reads g, buf, w and writes buf, w: 5 x 4 bytes
 
 

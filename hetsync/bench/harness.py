@@ -11,7 +11,8 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hetsync.config import TrainConfig  # noqa: E402
+from hetsync.config import TrainConfig, flatten  # noqa: E402
 from hetsync.data import (
     ArrayData,  # noqa: E402
     load_dataset,  # noqa: E402
@@ -37,6 +38,12 @@ from hetsync.run.train import train  # noqa: E402
 METRICS = ("wall_time_s", "throughput_samples_per_s", "ideal_throughput_samples_per_s",
            "final_val_accuracy", "best_val_accuracy", "time_to_target_s")
 DEFAULT_SPEEDS = (1.0, 1.0, 2.0, 4.0)
+# The run settings a suite takes from `hetsync bench SUITE --config FILE` (each suite module
+# names its own as RUN_SETTINGS): what every one of its runs shares. What tells its runs
+# apart (sync, staleness, workers, speeds, allocation, update, seeds) the suite sets itself.
+TRAINING_SETTINGS = ("model", "dataset", "data_dir", "synthetic_samples", "batch_size",
+                     "iterations", "lr", "momentum", "lr_schedule", "target_accuracy",
+                     "reference_slowdown", "timeout_s")
 
 
 @dataclass(frozen=True)
@@ -83,32 +90,48 @@ class Bench:
     """Runs and records; one row per run, printed as it finishes."""
 
     def __init__(self, suite: str, out: Path, data_dir: str | None, quick: bool,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, settings: dict[str, Any] | None = None):
+        """`settings`: run settings from --config (flat names), under every run's own."""
         self.suite, self.out, self.quick, self.budget = suite, out, quick, budget
         self.data_dir = data_dir
+        self.settings = dict(settings or {})
         self.rows: list[dict[str, Any]] = []
         self.started = time.time()
+
+    def base(self) -> dict[str, Any]:
+        """What every run of the suite starts from: the suite's defaults, the budget, and
+        the --config file's settings on top."""
+        # Snapshots are evaluated after each run, as the peers' are (baselines.py): on two
+        # shared cores a live evaluator would take CPU from the workers being measured.
+        base = dict(dataset="mnist-10k", data_dir=self.data_dir, batch_size=64, progress=False,
+                    defer_eval=True)
+        if (b := self.budget) is not None:
+            base.update(iterations=b.iterations, target_accuracy=b.target,
+                        eval_every=max(1, b.iterations // b.evaluations))
+        return {**base, **self.settings}
 
     def calibration(self) -> str:
         """This machine measured once for every run of the invocation (calibration.json in
         the results), so that the runs it compares emulate the same cluster."""
         path = self.out / "calibration.json"
         if not path.exists():
-            cfg = TrainConfig.from_flat(dataset="mnist-10k", data_dir=self.data_dir)
+            cfg = TrainConfig.from_flat(**self.base())
             data, _ = load_dataset(cfg)
             model = build_model(resolve_model(cfg.training.model), 0)
-            write_calibration(path, calibrate_s_per_sample(model, data.x, 64), cfg)
+            write_calibration(path, calibrate_s_per_sample(model, data.x,
+                                                           cfg.training.batch_size), cfg)
         return str(path)
 
     def config(self, **settings: Any) -> TrainConfig:
-        b = self.budget
-        # Snapshots are evaluated after each run, as the peers' are (baselines.py): on two
-        # shared cores a live evaluator would take CPU from the workers being measured.
-        base = dict(dataset="mnist-10k", data_dir=self.data_dir, batch_size=64,
-                    iterations=b.iterations, eval_every=max(1, b.iterations // b.evaluations),
-                    target_accuracy=b.target, progress=False, defer_eval=True,
-                    calibration=self.calibration())
-        return TrainConfig.from_flat(**{**base, **settings})
+        """One run's config: the base, then the run's own settings (which win over the
+        file's, with a warning where they differ: e.g. AGWU's own learning rate)."""
+        for name, value in settings.items():
+            if name in self.settings and self.settings[name] != value:
+                warnings.warn(f"bench {self.suite}: some runs set {name} = {value!r} "
+                              f"themselves, over --config's {self.settings[name]!r}",
+                              stacklevel=2)
+        return TrainConfig.from_flat(**{**self.base(), "calibration": self.calibration(),
+                                        **settings})
 
     def record(self, part: str, case: str, seed: int, result: dict, **extra: Any) -> dict:
         row = {"suite": self.suite, "part": part, "case": case, "seed": seed, **extra,
@@ -166,7 +189,10 @@ class Bench:
                 f"Ray {ray.__version__}. Mode: {'quick' if self.quick else 'full'}"
                 + (f"; budget {self.budget.iterations} iterations, target accuracy "
                    f"{self.budget.target}, {self.budget.seeds} seed(s) per case"
-                   if self.budget else "") + ". Every emulated run reads one calibration of "
+                   if self.budget else "")
+                + ("; run settings from --config: "
+                   + ", ".join(f"{k} = {v!r}" for k, v in self.settings.items())
+                   if self.settings else "") + ". Every emulated run reads one calibration of "
                 "this machine, measured once for the invocation (calibration.json). Values are "
                 "mean ± spread (population "
                 "standard deviation) over the seeds; every number here comes from this run "
@@ -216,8 +242,53 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool) -> list[Path]:
-    """Run `hetsync.bench.<suite>` into `out`; return the files written."""
+def suite_settings(suite: str, stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The run settings a --config file (sections as in `hetsync train --print-config`) gives
+    `suite`, by flat name, checked as `hetsync train` checks them. A setting the suite does not
+    take is refused, not ignored: its runs set it themselves, or it does not apply."""
+    given = flatten(stored)
+    TrainConfig.from_flat(**given)  # the values, with train's messages
+    takes = importlib.import_module(f"hetsync.bench.{suite}").RUN_SETTINGS
+    for name in given:
+        if name not in takes:
+            raise ConfigError(f"bench {suite} takes no run settings (got {name!r})" if not takes
+                              else f"bench {suite} does not take {name!r} from --config (its "
+                              f"runs set it themselves, or it does not apply); it takes "
+                              f"{', '.join(takes)}")
+    return given
+
+
+def _bench(suite: str, out: Path, data_dir: str | None, quick: bool,
+           settings: dict[str, Any]) -> Bench:
+    """The suite's Bench: its budget for the mode, with --config's iterations and target."""
+    budgets = getattr(importlib.import_module(f"hetsync.bench.{suite}"), "BUDGETS", None)
+    budget = budgets[0 if quick else 1] if budgets else None
+    if budget is not None:
+        budget = replace(budget, iterations=settings.get("iterations", budget.iterations),
+                         target=settings.get("target_accuracy", budget.target))
+    return Bench(suite, out, data_dir, quick, budget, settings)
+
+
+def suite_toml(suite: str, data_dir: str | None, quick: bool,
+               settings: dict[str, Any]) -> str:
+    """`hetsync bench SUITE --print-config`: the run settings the suite takes, as its runs
+    would start from them, in the TOML that --config reads back."""
+    module = importlib.import_module(f"hetsync.bench.{suite}")
+    if not module.RUN_SETTINGS:
+        return f"# hetsync bench {suite} takes no run settings\n"
+    bench = _bench(suite, Path("."), data_dir, quick, settings)
+    # a suite whose runs do not start from Bench.base() says what they start from
+    cfg = (module.base_config(bench) if hasattr(module, "base_config")
+           else TrainConfig.from_flat(**bench.base()))
+    return (f"# hetsync bench {suite}{' --quick' if quick else ''}: what every run starts "
+            "from (--config reads it back);\n# each run sets what tells it apart on top (sync, "
+            "workers, speeds, seeds, ...)\n" + cfg.to_toml(only=set(module.RUN_SETTINGS)))
+
+
+def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool,
+              settings: dict[str, Any] | None = None) -> list[Path]:
+    """Run `hetsync.bench.<suite>` into `out`, its runs starting from `settings` (from
+    `suite_settings`); return the files written."""
     if (out / "report.md").exists() or (out / "results.csv").exists():
         raise ConfigError(f"--out {out} holds earlier benchmark results; choose another folder")
     try:
@@ -226,7 +297,7 @@ def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool) -> list[
         raise ConfigError(f"cannot create --out {out}: {e.strerror or e}") from e
     module = importlib.import_module(f"hetsync.bench.{suite}")
     budgets = getattr(module, "BUDGETS", None)
-    bench = Bench(suite, out, data_dir, quick, budgets[0 if quick else 1] if budgets else None)
+    bench = _bench(suite, out, data_dir, quick, settings or {})
     print(f"hetsync bench {suite}: writing to {out}", file=sys.stderr, flush=True)
     if budgets:  # measured now, on a quiet machine, before Ray starts; never one left behind
         (out / "calibration.json").unlink(missing_ok=True)

@@ -23,7 +23,16 @@ import numpy as np
 import torch
 
 from hetsync.bench.baselines import ddp_train, ray_ps_train
-from hetsync.bench.harness import Bench, Budget, paced_steps, ratio, save, speeds_for, write
+from hetsync.bench.harness import (
+    TRAINING_SETTINGS,
+    Bench,
+    Budget,
+    paced_steps,
+    ratio,
+    save,
+    speeds_for,
+    write,
+)
 from hetsync.cluster.runtime import ray_session
 from hetsync.config import TrainConfig
 from hetsync.core.partitioning import proportional_batches
@@ -33,6 +42,7 @@ from hetsync.models import build_model, resolve_model
 from hetsync.run.train import train
 
 BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 1))  # (quick, full)
+RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run (and the ceiling)
 CONFIGS = {
     "ssp_idpa": dict(sync="ssp", staleness=3, allocation="idpa"),
     "bsp_uniform": dict(sync="bsp", allocation="uniform"),

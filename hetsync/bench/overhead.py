@@ -1,5 +1,7 @@
 """One worker against a plain PyTorch loop, and the push/pull round trip through the
-server actor against model size (LeNet-5, ResNet-18, its batch-norm buffers included)."""
+server actor against model size (LeNet-5, ResNet-18, its batch-norm buffers included).
+`--config` sets the one-worker comparison's runs (both sides); the round trips keep their
+two models."""
 
 from __future__ import annotations
 
@@ -21,6 +23,18 @@ from hetsync.core.wire import Contribution, buffers_to_vector, params_to_vector
 from hetsync.data import load_dataset
 from hetsync.models import build_model, resolve_model
 from hetsync.run.train import train
+
+RUN_SETTINGS = ("model", "dataset", "data_dir", "synthetic_samples", "batch_size", "iterations",
+                "lr", "momentum", "lr_schedule", "threads_per_worker", "timeout_s")
+
+
+def base_config(b: Bench) -> TrainConfig:
+    """The one-worker run that the plain loop is measured against (the loop reads the same
+    model, data, batch, optimizer settings and iterations)."""
+    iterations = b.settings.get("iterations", 1000 if b.quick else 3000)
+    return TrainConfig.from_flat(**{**b.base(), "workers": 1, "sync": "ssp", "staleness": 3,
+                                    "iterations": iterations, "eval_every": iterations,
+                                    "defer_eval": False})
 
 
 def plain_loop(cfg: TrainConfig) -> float:
@@ -77,12 +91,11 @@ def round_trip(model_name: str, calls: int) -> dict[str, float]:
 
 
 def run(b: Bench) -> list[Path]:
-    iterations, repeats, calls = (1000, 2, 100) if b.quick else (3000, 3, 300)
-    cfg = TrainConfig.from_flat(dataset="mnist-10k", data_dir=b.data_dir, workers=1,
-                                sync="ssp", staleness=3, iterations=iterations,
-                                eval_every=iterations, progress=False)
+    repeats, calls = (2, 100) if b.quick else (3, 300)
+    cfg = base_config(b)
+    iterations = cfg.training.iterations
     trips = {}
-    with ray_session(None, cpus=1):
+    with ray_session(None, cpus=cfg.training.threads_per_worker):
         for r in range(repeats):  # interleaved, so drifts in machine load hit both alike
             plain = plain_loop(cfg)
             s = train(cfg).summary

@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from hetsync.bench.harness import (
+    TRAINING_SETTINGS,
     Bench,
     Budget,
     bars,
@@ -27,6 +28,7 @@ from hetsync.cluster.runtime import multi_node_session, ray_session
 # slower day (most of a run is starting its actors, which import PyTorch).
 BUDGETS = (Budget(192, 0.75, 3, evaluations=8), Budget(3000, 0.97, 3))
 COUNTS = (1, 2, 4, 8)
+RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run
 
 
 def run(b: Bench) -> list[Path]:

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from hetsync.bench.baselines import ddp_train, ray_ps_train
 from hetsync.bench.harness import (
+    TRAINING_SETTINGS,
     Bench,
     Budget,
     against,
@@ -23,6 +24,7 @@ from hetsync.cluster.runtime import ray_session
 from hetsync.run.train import train
 
 BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 3))  # (quick, full)
+RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run (and every peer)
 PEER_RUNS = {
     "DDP (gloo)": ("ddp", {}),
     "plain Ray PS, sync": ("rayps-sync", {}),

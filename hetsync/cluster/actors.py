@@ -18,16 +18,18 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 
 from hetsync.cluster.clients import RayAllocatorClient, RayServerClient
 from hetsync.cluster.transport import GlooServerClient, PairAddress, PairServer
 from hetsync.core.consistency import Membership
+from hetsync.core.devices import choose_device
 from hetsync.core.partitioning import Allocator, Chunk
 from hetsync.core.server import Awaiting, ParameterServer
 from hetsync.core.wire import Contribution, Frame, Reply, Snapshot, Status
 from hetsync.core.worker import PushPolicy, Worker, WorkerReport, run_worker
 from hetsync.emulation import CpuHog
-from hetsync.errors import ClusterError
+from hetsync.errors import ClusterError, HetsyncError
 
 
 def whereabouts() -> tuple[str, int]:
@@ -197,10 +199,22 @@ class ServerActor:
 
 
 class WorkerActor:
-    def __init__(self, **kwargs: Any):
-        self.worker = Worker(**kwargs)
+    def __init__(self, device: str = "cpu", **kwargs: Any):
+        """`device` as asked for (auto, cpu, cuda): what it becomes depends on the GPUs Ray
+        gave this process. A device that cannot be had is raised by `ready`, so that the
+        driver reports it as one line rather than as an actor that died starting."""
+        self.failed: HetsyncError | None = None
+        try:
+            chosen = choose_device(device, ray.get_gpu_ids(), torch.cuda.is_available(),
+                                   kwargs.get("worker_id", 0))
+        except HetsyncError as e:
+            self.failed = e
+            return
+        self.worker = Worker(device=chosen, **kwargs)
 
     def ready(self) -> tuple[str, int]:
+        if self.failed is not None:
+            raise self.failed
         return whereabouts()
 
     def run(self, servers: list, bound: int | None, timeout_s: float, policy: PushPolicy,
@@ -229,8 +243,9 @@ def remote_server(**kwargs: Any):
     return ray.remote(num_cpus=0)(ServerActor).remote(**kwargs)
 
 
-def remote_worker(threads: int, max_restarts: int = 0, **kwargs: Any):
+def remote_worker(threads: int, max_restarts: int = 0, gpus: float = 0.0, **kwargs: Any):
     """A worker whose process Ray restarts up to `max_restarts` times if it dies (its
-    constructor runs again; the driver then sends it back to work)."""
-    return ray.remote(num_cpus=threads, max_restarts=max_restarts)(WorkerActor).remote(
-        threads=threads, **kwargs)
+    constructor runs again; the driver then sends it back to work). With `gpus` Ray places
+    it where a GPU (or that fraction of one) is free and makes only that GPU visible to it."""
+    return ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=max_restarts)(
+        WorkerActor).remote(threads=threads, **kwargs)

@@ -38,6 +38,16 @@ def _sigkill(handle, where: tuple[str, int]) -> None:
         ray.kill(handle, no_restart=False)
 
 
+def _require_gpus(needed: float) -> None:
+    """GPUs the cluster lacks are an error at start: Ray would leave the workers waiting to
+    be placed until the timeout."""
+    have = ray.cluster_resources().get("GPU", 0) if needed else 0
+    if needed > have:
+        raise ClusterError(f"the workers ask for {needed:g} GPUs (--device cuda, --worker-gpus) "
+                           f"but the Ray cluster has {have:g}" + (
+                               "; use --device cpu or auto" if not have else ""))
+
+
 class ServerHandle:
     """The parameter server's actors, started and waited for: one per shard
     (`hetsync.core.sharding`), shard 0 hosting the allocator. To the driver it is one
@@ -131,13 +141,18 @@ class WorkerPool:
     `max_restarts` times; its constructor then runs again and the driver relaunches it."""
 
     def __init__(self, workers: int, threads: int, max_restarts: int, timeout_s: float,
-                 data, pacers: list, **worker_kwargs: Any):
+                 data, pacers: list, gpus: tuple[float, ...] | None = None,
+                 **worker_kwargs: Any):
+        """`gpus`: what each worker asks Ray for (none: no GPU)."""
         self.timeout_s = timeout_s
+        gpus = gpus or (0.0,) * workers
+        _require_gpus(sum(gpus))
         # To the object store once, for every worker; held for the run, since a restarted
         # worker's constructor reads it again.
         self.data_ref = ray.put(data)
-        self.actors = [remote_worker(threads=threads, max_restarts=max_restarts, worker_id=i,
-                                     data=self.data_ref, pacer=pacers[i], **worker_kwargs)
+        self.actors = [remote_worker(threads=threads, max_restarts=max_restarts, gpus=gpus[i],
+                                     worker_id=i, data=self.data_ref, pacer=pacers[i],
+                                     **worker_kwargs)
                        for i in range(workers)]
         self.runs: dict[Any, int] = {}  # run call in flight -> its worker
         self.where = dict(enumerate(bounded_get([a.ready.remote() for a in self.actors],

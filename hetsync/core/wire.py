@@ -76,7 +76,8 @@ class Status:
 
 # --------------------------------------------------------------------------- modules
 def params_to_vector(model: nn.Module) -> np.ndarray:
-    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
+    """All of a model's parameters as one flat float32 vector, on the CPU wherever they are."""
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().numpy()
 
 
 def buffers_to_vector(model: nn.Module) -> np.ndarray | None:
@@ -85,7 +86,7 @@ def buffers_to_vector(model: nn.Module) -> np.ndarray | None:
     buffers = list(model.buffers())
     if not buffers:
         return None
-    return torch.cat([b.detach().reshape(-1).float() for b in buffers]).numpy()
+    return torch.cat([b.detach().reshape(-1).float() for b in buffers]).cpu().numpy()
 
 
 def load_into(model: nn.Module, weights: np.ndarray, buffers: np.ndarray | None = None) -> None:
@@ -128,14 +129,17 @@ class FlatModel:
 
     Backward accumulates into an existing `.grad` in place, so the gradient views stay inside
     the buffer; `zero_grad` must therefore zero the buffer rather than set grads to None.
+    The buffers live on the model's device; what leaves (`grad_vector`, `buffer_vector`) is a
+    CPU vector: on the CPU the buffer itself, on a GPU a copy.
     """
 
     def __init__(self, model: nn.Module):
         params = list(model.parameters())
         n = sum(p.numel() for p in params)
+        device = params[0].device if params else torch.device("cpu")
         self.model = model
-        self.weights = torch.empty(n)
-        self.grads = torch.zeros(n)
+        self.weights = torch.empty(n, device=device)
+        self.grads = torch.zeros(n, device=device)
         self.has_buffers = any(True for _ in model.buffers())
         offset = 0
         with torch.no_grad():
@@ -155,8 +159,9 @@ class FlatModel:
         self.grads.zero_()
 
     def grad_vector(self) -> np.ndarray:
-        """The gradient buffer itself (no copy): valid until the next backward."""
-        return self.grads.numpy()
+        """The gradient buffer itself on the CPU (no copy: valid until the next backward), a
+        copy from a GPU."""
+        return self.grads.cpu().numpy()
 
     def buffer_vector(self) -> np.ndarray | None:
         """A fresh copy of the buffers, or None for a model without any."""

@@ -88,6 +88,7 @@ class WorkerReport:
     comm_s: float = 0.0
     wait_s: float = 0.0
     total_s: float = 0.0
+    device: str = "cpu"  # where it computed
     # (kind, start, end) in seconds since the epoch: kind is compute, comm or wait.
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
 
@@ -97,7 +98,7 @@ class WorkerReport:
         worker after a server restart, runs more than once)."""
         merged: dict[int, WorkerReport] = {}
         for r in reports:
-            m = merged.setdefault(r.worker, WorkerReport(r.worker))
+            m = merged.setdefault(r.worker, WorkerReport(r.worker, device=r.device))
             for name in ("iterations", "samples", "compute_s", "comm_s", "wait_s", "total_s"):
                 setattr(m, name, getattr(m, name) + getattr(r, name))
             m.timeline += r.timeline
@@ -150,13 +151,18 @@ class ChunkFeed:
 
 
 class Worker:
+    """One replica and its data: computes gradients (or AGWU's local steps) on `device`; the
+    model and the batches live there, what it sends and receives is flat CPU vectors."""
+
     def __init__(self, worker_id: int, model_factory: Callable[[], nn.Module], data: ArrayData,
                  seed: int, threads: int = 1, momentum: float = 0.5,
-                 pacer: StepPacer | None = None):
+                 pacer: StepPacer | None = None, device: torch.device | str = "cpu"):
         torch.set_num_threads(threads)
         self.id = worker_id
         self.seed = seed
-        self.model = build_model(model_factory, seed)
+        self.device = torch.device(device)
+        # built on the CPU, then moved: the same initial weights on every device
+        self.model = build_model(model_factory, seed).to(self.device)
         self.flat = FlatModel(self.model)
         self.data = data
         self.pacer = pacer
@@ -179,6 +185,7 @@ class Worker:
         began = time.time()
         idx = self.feed.next_batch()
         x, y = self.data.batch(idx)
+        x, y = x.to(self.device), y.to(self.device)  # no copy on the CPU
         self.flat.zero_grad()
         out = self.model(x)
         loss = F.cross_entropy(out, y)
@@ -198,13 +205,13 @@ class Worker:
         velocity = torch.zeros_like(self.flat.weights)
         samples, loss, correct = 0, 0.0, 0.0
         for _ in range(steps):
-            grad, batch, step_loss, acc = self.compute_gradient(accuracy=True)
-            velocity.mul_(self.momentum).add_(torch.from_numpy(grad))
+            _, batch, step_loss, acc = self.compute_gradient(accuracy=True)
+            velocity.mul_(self.momentum).add_(self.flat.grads)  # on the device, as the weights
             self.flat.weights.sub_(self.lr * velocity)
             samples += batch
             loss += step_loss / steps
             correct += acc * batch
-        return self.flat.weights.numpy(), samples, loss, correct / samples
+        return self.flat.weights.cpu().numpy(), samples, loss, correct / samples
 
 
 def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
@@ -218,7 +225,7 @@ def run_worker(worker: Worker, server: ServerClient, allocator: AllocatorClient,
     """
     local_steps, push_every, overlap = policy.local_steps, policy.gradients, policy.overlap
     gate = StalenessGate(bound)
-    report = WorkerReport(worker.id)
+    report = WorkerReport(worker.id, device=worker.device.type)
     start = time.time()
 
     def timed(kind: str, t0: float) -> float:

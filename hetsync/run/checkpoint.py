@@ -126,9 +126,11 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         if (out / "summary.json").exists():
             raise ConfigError(f"the run in {out} has finished; there is nothing to resume")
         return load_checkpoint(out, cfg, num_params)
-    foreign = sorted(p.name for p in out.iterdir()
-                     if p.name not in RUN_FILES and not p.name.startswith(".")) \
-        if out.exists() else []
+    board = Path(cfg.output.tensorboard) if cfg.output.tensorboard else None
+    # the run's TensorBoard folder may be inside --out (its events are the run's too)
+    ours = {board.name} if board and board.resolve().parent == out.resolve() else set()
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES | ours
+                     and not p.name.startswith(".")) if out.exists() else []
     if foreign:
         raise ConfigError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
                           f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
@@ -141,7 +143,8 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     stored = cfg.to_dict()  # what `--resume DIR` alone reads, from wherever it is typed
-    for section, name in (("data", "data_dir"), ("emulation", "calibration")):
+    for section, name in (("data", "data_dir"), ("emulation", "calibration"),
+                          ("output", "tensorboard")):
         if stored[section][name]:
             stored[section][name] = str(Path(stored[section][name]).resolve())
     write_json_atomic(out / CONFIG_FILE, stored)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,9 +31,11 @@ class MetricsLog:
 
     A resumed run keeps the first `keep` records (those a checkpoint covers) and continues the
     same file; the records after them describe work that was lost, and are returned in
-    `dropped`."""
+    `dropped`. `listener` gets every record written from now on (TensorBoard's scalars)."""
 
-    def __init__(self, path: Path | None, keep: int | None = None):
+    def __init__(self, path: Path | None, keep: int | None = None,
+                 listener: Callable[[dict], None] | None = None):
+        self.listener = listener
         self.records: list[dict] = []
         self.dropped: list[dict] = []
         if path is not None and keep is not None:
@@ -52,6 +55,8 @@ class MetricsLog:
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
+        if self.listener is not None:
+            self.listener(record)
         return record
 
     def close(self) -> None:

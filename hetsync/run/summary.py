@@ -44,7 +44,7 @@ def build_summary(cfg, status: Status, reports: list[WorkerReport], wall: float,
         "per_worker": [
             {"worker": r.worker, "iterations": r.iterations, "samples": r.samples,
              "compute_s": r.compute_s, "comm_s": r.comm_s, "wait_s": r.wait_s,
-             "total_s": r.total_s}
+             "total_s": r.total_s, "device": r.device}
             for r in reports
         ],
         **run,

@@ -41,6 +41,7 @@ from hetsync.run.evaluation import EvaluationQueue, Evaluator
 from hetsync.run.faults import Decision, FaultPlan, RestartPolicy
 from hetsync.run.metrics import MetricsLog, Progress, write_json_atomic
 from hetsync.run.summary import build_summary
+from hetsync.run.tensorboard import NullWriter, RunScalars, check_tensorboard, open_writer
 
 
 @dataclass
@@ -58,6 +59,7 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
                           f"{', '.join(settings)})")
     cfg = config if config is not None else TrainConfig.from_flat(**settings)
     tr = cfg.training
+    check_tensorboard(cfg.output.tensorboard, cfg.output.overwrite, cfg.faults.resume is not None)
     train_data, val_data = load_dataset(cfg)
     shard = len(train_data) // tr.workers
     if tr.batch_size > shard:
@@ -82,8 +84,11 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
                       "worker is a process that imports PyTorch)", stacklevel=2)
 
     out = cfg.output.out_dir
+    # TensorBoard's scalars: every record of metrics.jsonl, and the driver's status polls
+    scalars = RunScalars.for_run(open_writer(cfg.output.tensorboard,
+                                             resume.iterations if resume else None), cfg)
     log = MetricsLog(out / "metrics.jsonl" if out else None,
-                     keep=resume.metrics_lines if resume else None)
+                     keep=resume.metrics_lines if resume else None, listener=scalars.record)
     progress = Progress(tr.iterations, enabled=cfg.output.progress)
     evaluation = EvaluationQueue(Evaluator(factory, val_data), cfg.output.target_accuracy,
                                  cfg.output.defer_eval,
@@ -92,17 +97,19 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     threads = torch.get_num_threads()  # the evaluation thread sets its own: leave ours as found
     try:
         with ray_session(cfg.cluster.address, tr.workers * tr.threads_per_worker):
-            driver = Driver(cfg, cluster, log, progress, evaluation, resume)
+            driver = Driver(cfg, cluster, log, progress, evaluation, resume, scalars=scalars)
             try:
                 driver.start(factory, model, train_data)
                 if out is not None and cfg.output.progress:
                     print(f"hetsync: writing to {out}", file=sys.stderr)
                 summary, final = driver.drive()
+                scalars.summary(summary)
             finally:  # also on errors, so that a caller's own Ray instance is left clean
                 driver.stop()
     finally:
         progress.close()
         log.close()
+        scalars.close()
         evaluation.close()
         torch.set_num_threads(threads)
     load_into(model, final.weights, final.buffers)
@@ -137,8 +144,9 @@ def start_workers(cfg: TrainConfig, cluster, factory, train_data) -> WorkerPool:
     tr = cfg.training
     return WorkerPool(tr.workers, tr.threads_per_worker, cfg.faults.max_restarts,
                       cfg.cluster.timeout_s, train_data,
-                      [cluster.pacer(i) for i in range(tr.workers)], model_factory=factory,
-                      seed=tr.seed, momentum=cfg.update.momentum)
+                      [cluster.pacer(i) for i in range(tr.workers)], gpus=cfg.gpus,
+                      model_factory=factory, seed=tr.seed, momentum=cfg.update.momentum,
+                      device=cfg.cluster.device)
 
 
 class Driver:
@@ -147,10 +155,12 @@ class Driver:
 
     def __init__(self, cfg: TrainConfig, cluster, log: MetricsLog, progress: Progress,
                  evaluation: EvaluationQueue, resume: Checkpoint | None,
-                 server_type=ServerHandle, pool_factory=start_workers):
-        """`server_type` and `pool_factory` make the actors; tests pass in-process fakes."""
+                 server_type=ServerHandle, pool_factory=start_workers, scalars=None):
+        """`server_type` and `pool_factory` make the actors; tests pass in-process fakes.
+        `scalars` (RunScalars) takes TensorBoard's figures; none writes nothing."""
         self.cfg, self.cluster, self.log, self.progress = cfg, cluster, log, progress
         self.server_type, self.pool_factory = server_type, pool_factory
+        self.scalars = scalars or RunScalars.for_run(NullWriter(), cfg)
         self.evaluation = evaluation
         self.checkpoint = resume  # the last one saved: a lost server restarts from it
         self.resumed_from = resume.iterations if resume else None
@@ -176,6 +186,7 @@ class Driver:
         self.pool = self.pool_factory(self.cfg, self.cluster, factory, train_data)
         self._start_server()
         self.t0 = time.time() - (self.checkpoint.elapsed_s if self.checkpoint else 0.0)
+        self.scalars.started(self.checkpoint.iterations if self.checkpoint else 0, self.t0)
         if self.checkpoint is not None:
             last = max((r.get("iterations", 0) for r in self.log.dropped), default=0)
             self.iterations_lost = max(0, last - self.checkpoint.iterations)
@@ -228,6 +239,7 @@ class Driver:
             self.server.sigkill(shard=-1)  # with shards, one that does not host the allocator
         self._runs_ended(self.pool.poll())
         self.status = s = self.server.status()
+        self.scalars.status(s)
         self.evaluation.add(self.server.take_snapshots())
         self._log_evaluations(block=False)
         for change in self.server.allocation_changes(self.allocations_seen):
@@ -324,6 +336,7 @@ class Driver:
         self.log.write("final", wall_time_s=round(wall, 3), iterations=status.iterations,
                        updates=status.updates, samples=status.samples, val_loss=loss,
                        val_accuracy=acc)
+        self.scalars.status(status, self.t0 + wall, force=True)
         self.progress.update(wall, status.iterations, status.samples, acc, status.loss,
                              status.max_staleness_observed, force=True)
         self.reports = WorkerReport.merge(self.reports)

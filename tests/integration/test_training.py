@@ -71,6 +71,7 @@ def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path, small):
     # A large contrast (8x): under CPU contention the fast workers' real compute outlasts
     # their emulated steps, which compresses the measured speeds.
     res = hetsync.train(sync="ssp", staleness=3, workers=3, speeds=(1, 1, 8),
+                        tensorboard=str(tmp_path / "tb"),
                         **{**small, "allocation": "idpa", "out": str(tmp_path)})
     s = res.summary
     per = {w["worker"]: w for w in s["per_worker"]}
@@ -83,6 +84,19 @@ def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path, small):
     shares = [r for r in records if r["kind"] == "allocation"]
     assert shares and sum(shares[-1]["batches"].values()) == 3 * 32
     assert shares[-1]["batches"]["0"] > shares[-1]["batches"]["2"]
+    # the same run in TensorBoard's events, read with its own reader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/samples_per_s", "eval/val_accuracy", "run/wait_fraction",
+            "consistency/max_staleness", "workers/batch_share/w2",
+            "workers/measured_rate/w0", "workers/samples_per_s/w0"} <= tags
+    assert [e.step for e in events.Scalars("eval/val_accuracy")] == [60, 120, 180, 240, 300]
+    share = events.Scalars("workers/batch_share/w2")
+    assert share[0].value == pytest.approx(1 / 3) and share[-1].value < 1 / 3  # the slow one
+    assert events.Scalars("consistency/max_staleness")[-1].value == s["max_staleness_observed"]
 
 
 def test_a_diverging_run_stops_with_a_clear_error(ray_local, small):

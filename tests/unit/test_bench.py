@@ -49,3 +49,82 @@ def test_the_capacity_suite_times_the_update_and_a_memory_copy_in_process():
 
     assert memcpy_gb_per_s(100_000, repeats=3) > 0.1
     assert 0 < update_s(100_000, calls=3) < 1.0 and UPDATE_BYTES_PER_PARAM == 20
+
+
+def test_a_suite_takes_its_run_settings_from_a_file_and_refuses_the_others():
+    import pytest
+
+    from hetsync.bench.harness import suite_settings
+    from hetsync.errors import ConfigError
+
+    given = suite_settings("peers", {"update": {"lr": 0.05}, "training": {"iterations": 200},
+                                     "data": {"dataset": "synthetic"}})
+    assert given == {"lr": 0.05, "iterations": 200, "dataset": "synthetic"}
+    with pytest.raises(ConfigError, match="bench peers does not take 'sync' from --config"):
+        suite_settings("peers", {"consistency": {"sync": "bsp"}})
+    with pytest.raises(ConfigError, match="bench capacity takes no run settings .got 'lr'."):
+        suite_settings("capacity", {"update": {"lr": 0.05}})
+    with pytest.raises(ConfigError, match="unknown setting 'lrate' in .update."):
+        suite_settings("paper", {"update": {"lrate": 0.05}})
+    with pytest.raises(ConfigError, match="--lr must be a finite number > 0"):
+        suite_settings("heterogeneous", {"update": {"lr": -1.0}})
+    with pytest.raises(ConfigError, match="bench overhead does not take 'target_accuracy'"):
+        suite_settings("overhead", {"output": {"target_accuracy": 0.5}})
+
+
+def test_the_file_settings_reach_every_run_under_the_runs_own(tmp_path):
+    import pytest
+
+    from hetsync.bench.harness import _bench
+    from hetsync.bench.overhead import base_config
+
+    settings = {"lr": 0.05, "iterations": 200, "dataset": "synthetic", "batch_size": 16}
+    b = _bench("heterogeneous", tmp_path, None, quick=True, settings=settings)
+    assert b.budget.iterations == 200 and b.budget.target == 0.95  # the quick target kept
+    cfg = b.config(workers=4, sync="bsp", seed=1)
+    assert (cfg.update.lr, cfg.training.iterations, cfg.data.dataset, cfg.training.batch_size,
+            cfg.consistency.sync, cfg.training.seed) == (0.05, 200, "synthetic", 16, "bsp", 1)
+    assert cfg.output.eval_every == 200 // 15 and cfg.output.defer_eval
+    assert (tmp_path / "calibration.json").exists()  # measured on the file's model and batch
+    with pytest.warns(UserWarning, match="some runs set lr = 0.1 themselves, over --config's"):
+        assert b.config(lr=0.1, update="agwu").update.lr == 0.1
+    assert "run settings from --config: lr = 0.05" in b.header("t")
+    one = base_config(_bench("overhead", tmp_path, None, quick=True, settings=settings))
+    assert (one.training.workers, one.training.iterations, one.update.lr) == (1, 200, 0.05)
+
+
+def test_bench_print_config_fed_back_with_config_gives_the_same_settings(tmp_path, capsys):
+    from hetsync.cli import main
+
+    assert main(["bench", "paper", "--quick", "--print-config"]) == 0
+    toml = capsys.readouterr().out
+    assert "iterations = 192" in toml and "[consistency]" not in toml
+    (tmp_path / "b.toml").write_text(toml)
+    assert main(["bench", "paper", "--config", str(tmp_path / "b.toml"), "--print-config"]) == 0
+    assert capsys.readouterr().out.replace(" --quick", "") == toml.replace(" --quick", "")
+    (tmp_path / "c.toml").write_text('[update]\nlr = 0.05\n[data]\ndata_dir = "/from/file"\n')
+    assert main(["bench", "peers", "--config", str(tmp_path / "c.toml"), "--data-dir", "/typed",
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "lr = 0.05" in out and 'data_dir = "/typed"' in out  # the flag over the file
+    (tmp_path / "d.toml").write_text('[allocation]\nmode = "idpa"\n')
+    assert main(["bench", "peers", "--config", str(tmp_path / "d.toml"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bench peers does not take 'allocation'" in err[0]
+    assert not (tmp_path / "o").exists()  # refused before anything ran
+    assert main(["bench", "peers"]) == 2
+    assert "bench needs --out DIR" in capsys.readouterr().err
+
+
+def test_every_suite_names_settings_that_exist_and_none_that_tell_its_runs_apart():
+    import importlib
+
+    from hetsync.cli import BENCH_SUITES
+    from hetsync.config import FLAT
+
+    for suite in BENCH_SUITES:
+        takes = importlib.import_module(f"hetsync.bench.{suite}").RUN_SETTINGS
+        assert set(takes) <= set(FLAT), suite
+        assert not set(takes) & {"sync", "staleness", "workers", "speeds", "allocation",
+                                 "update", "seed", "out", "calibration"}, suite

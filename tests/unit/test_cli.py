@@ -29,6 +29,8 @@ from hetsync.errors import ConfigError
     (["--workers", "2", "--kill-worker", "x@3"], "--kill-worker must be W@ITERATION"),
     (["--workers", "2", "--kill-worker", "5@3"], "--kill-worker names a worker outside 0..1"),
     (["--workers", "1", "--kill-worker", "0@3"], "--kill-worker would kill every worker"),
+    (["--workers", "2", "--device", "cuda", "--worker-gpus", "0,1"],
+     "--device cuda, but --worker-gpus gives worker 0 no GPU"),
     (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
     (["--max-restarts", "-2"], "--max-restarts must be >= 0"),
     (["--kill-server", "7"], "--kill-server must be @ITERATION"),

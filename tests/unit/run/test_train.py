@@ -16,6 +16,7 @@ from hetsync.emulation import EmulatedCluster
 from hetsync.models import build_model, resolve_model
 from hetsync.run.evaluation import EvaluationQueue, Evaluator
 from hetsync.run.metrics import MetricsLog, Progress
+from hetsync.run.tensorboard import RunScalars
 from hetsync.run.train import Driver
 
 from ..fakes import LocalAllocatorClient, LocalServerClient
@@ -85,20 +86,23 @@ class FakePool:
         pass
 
 
-def _drive(tmp_path, dies=(), **settings):
+def _drive(tmp_path, dies=(), writer=None, **settings):
     cfg = TrainConfig.from_flat(dataset="synthetic", synthetic_samples=256, batch_size=16,
                                 iterations=40, eval_every=10, workers=3, sync="asp",
                                 progress=False, **settings)
     train_data, val_data = load_dataset(cfg)
     factory = resolve_model(cfg.training.model)
     pool = FakePool(cfg, factory, train_data, dies)
-    log = MetricsLog(None)
+    scalars = RunScalars.for_run(writer, cfg) if writer is not None else None
+    log = MetricsLog(None, listener=scalars.record if scalars else None)
     evaluation = EvaluationQueue(Evaluator(factory, val_data), 0.5, deferred=False)
     driver = Driver(cfg, EmulatedCluster(None, None, ()), log, Progress(40, enabled=False),
                     evaluation, None, server_type=FakeServer,
-                    pool_factory=lambda *args: pool)
+                    pool_factory=lambda *args: pool, scalars=scalars)
     driver.start(factory, build_model(factory, 0), train_data)
     summary, final = driver.drive()
+    if scalars is not None:  # as train() does
+        scalars.summary(summary)
     evaluation.close()
     return summary, final, driver, pool, log
 
