@@ -4,8 +4,9 @@ speed): (a) the physical reference, a memory copy of the same bytes and an empty
 1 M and 11.2 M (ResNet-18) parameters, with the client's and the server's CPU per push taken
 from process CPU time, the server's split into the update (timed in-process) and the rest
 (transport); (c) one server's capacity: 1, 2 and 4 clients that compute nothing push LeNet-5
-gradients as fast as they can; (d) 11.2 M parameters by number of server shards (only one
-shard exists so far: the K = 2 and 4 rows wait for the sharded server); (e) what Ray's own
+gradients as fast as they can; (b) and (c) on both transports, gloo (the default, whose
+figures the summary keys hold) and Ray calls; (d) 11.2 M parameters by number of server
+shards, K = 1, 2, 4 (gloo); (e) what Ray's own
 processes (GCS, raylet, autoscaler monitor, dashboard head and agent, runtime-env agent, log
 monitor) cost: their CPU while a 4-worker run trains, from /proc (Linux).
 
@@ -96,14 +97,14 @@ def _update_s(size: int, calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def round_trip(size: int, calls: int, transport: str) -> dict[str, float]:
-    """One client (this process, on one thread as a worker) against one server actor."""
+def round_trip(size: int, calls: int, transport: str, shards: int = 1) -> dict[str, float]:
+    """One client (this process, on one thread as a worker) against the server's shards."""
     with one_thread():
-        return _round_trip(size, calls, transport)
+        return _round_trip(size, calls, transport, shards)
 
 
-def _round_trip(size: int, calls: int, transport: str) -> dict[str, float]:
-    server = ServerHandle(60.0, **_server_args(size, 1))
+def _round_trip(size: int, calls: int, transport: str, shards: int) -> dict[str, float]:
+    server = ServerHandle(60.0, **_server_args(size, 1), shards=shards)
     client = server_client(transport, server.actors, 0, 60.0)
     push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
     try:
@@ -122,7 +123,8 @@ def _round_trip(size: int, calls: int, transport: str) -> dict[str, float]:
         client.close()
         server.kill()
     update = update_s(size, max(3, calls // 3))
-    return {"transport": transport, "params": size, "round_trip_ms": 1000 * total,
+    return {"transport": transport, "shards": shards, "params": size,
+            "round_trip_ms": 1000 * total,
             "worker_cpu_ms_per_push": 1000 * worker_cpu,
             "server_cpu_ms_per_push": 1000 * server_cpu, "server_update_ms": 1000 * update,
             "server_transport_cpu_ms": 1000 * max(0.0, server_cpu - update),
@@ -196,6 +198,12 @@ def run(b: Bench) -> list[Path]:
                 b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
                                "case": f"{clients} clients", **capacity[-1]})
                 print(b.rows[-1], flush=True)
+        sharded = {1: trips[DEFAULT, "11m"]}
+        for shards in (2, 4):
+            sharded[shards] = round_trip(SIZES["11m"], calls["11m"], DEFAULT, shards)
+            b.rows.append({"suite": "capacity", "part": "11m by shards", "case": f"K={shards}",
+                           **sharded[shards]})
+            print(b.rows[-1], flush=True)
         cores = ray_processes(b) if Path("/proc/self/stat").exists() else {}
         for kind, share in cores.items():
             b.rows.append({"suite": "capacity", "part": "Ray's processes", "case": kind,
@@ -208,8 +216,8 @@ def run(b: Bench) -> list[Path]:
         "pushes_per_s_one_shard_lenet5": max(c["pushes_per_s"] for c in capacity
                                              if c["transport"] == DEFAULT),
         "push_pull_gb_per_s_11m_k1": big["push_pull_gb_per_s"],
-        "push_pull_gb_per_s_11m_k2": None,  # no sharded server yet
-        "push_pull_gb_per_s_11m_k4": None,
+        "push_pull_gb_per_s_11m_k2": sharded[2]["push_pull_gb_per_s"],
+        "push_pull_gb_per_s_11m_k4": sharded[4]["push_pull_gb_per_s"],
         "server_update_gb_per_s_11m": big["update_gb_per_s"],
     })
     summary = {k: summary[k] for k in KEYS}
@@ -243,7 +251,7 @@ def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
 
 def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             cores: dict[str, float]) -> str:
-    def fmt(v: float | None, d: int = 2, none: str = "not measured (no sharded server yet)"):
+    def fmt(v: float | None, d: int = 2, none: str = "not measured"):
         return none if v is None else f"{v:.{d}f}"
 
     return (b.header("hetsync bench capacity")

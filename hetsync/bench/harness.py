@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import importlib
+import math
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,18 @@ from hetsync.data import (
     load_dataset,  # noqa: E402
 )
 from hetsync.emulation import StepPacer, calibrate_s_per_sample, write_calibration  # noqa: E402
-from hetsync.errors import ConfigError  # noqa: E402
+from hetsync.errors import ConfigError, DivergedError  # noqa: E402
 from hetsync.models import build_model, resolve_model  # noqa: E402
 from hetsync.run.train import train  # noqa: E402
 
 METRICS = ("wall_time_s", "throughput_samples_per_s", "ideal_throughput_samples_per_s",
            "final_val_accuracy", "best_val_accuracy", "time_to_target_s")
 DEFAULT_SPEEDS = (1.0, 1.0, 2.0, 4.0)
+# Every system's learning rate and momentum come from the same sweep (Bench.tune): (lrs,
+# momenta). hetsync's lr is per mini-batch of --batch-size, scaled with the samples of an
+# update as each peer scales it for its global batch.
+SWEEP = ((0.01, 0.03, 0.1), (0.5, 0.9))
+SWEEP_QUICK = ((0.01, 0.03, 0.1), (0.5,))
 # The run settings a suite takes from `hetsync bench SUITE --config FILE` (each suite module
 # names its own as RUN_SETTINGS): what every one of its runs shares. What tells its runs
 # apart (sync, staleness, workers, speeds, allocation, update, seeds) the suite sets itself.
@@ -96,6 +103,7 @@ class Bench:
         self.data_dir = data_dir
         self.settings = dict(settings or {})
         self.rows: list[dict[str, Any]] = []
+        self.tuned: dict[str, dict] = {}  # case -> the lr and momentum `tune` chose
         self.started = time.time()
 
     def base(self) -> dict[str, Any]:
@@ -140,6 +148,49 @@ class Bench:
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(f"[{time.time() - self.started:6.0f}s] {shown}", flush=True)
         return row
+
+    def tune(self, case: str, run: Callable[[TrainConfig], dict], **settings: Any) -> dict:
+        """A system's own learning rate and momentum, from the sweep every system of the
+        suite gets (`SWEEP`, at a fifth of the budget, each point recorded under part
+        "sweep"): the best final accuracy, then the shortest time. Settings the --config file
+        fixes are kept, not swept. `run` trains one config and returns its summary."""
+        lrs, momenta = SWEEP_QUICK if self.quick else SWEEP
+        lrs = (self.settings["lr"],) if "lr" in self.settings else lrs
+        momenta = (self.settings["momentum"],) if "momentum" in self.settings else momenta
+        short = max(100, self.budget.iterations // 5)
+        best: tuple[tuple[float, float], dict] | None = None
+        for lr in lrs:
+            for momentum in momenta:
+                cfg = self.config(**{**settings, "lr": lr, "momentum": momentum,
+                                     "iterations": short})
+                try:
+                    result = run(cfg)
+                except DivergedError:
+                    result = {"final_val_accuracy": 0.0}
+                row = self.record("sweep", case, 0, result, lr=lr, momentum=momentum)
+                key = (row["final_val_accuracy"] or 0.0, -(row["wall_time_s"] or math.inf))
+                if best is None or key > best[0]:
+                    best = (key, {"lr": lr, "momentum": momentum})
+        self.tuned[case] = best[1]
+        return best[1]
+
+    def sweep_table(self) -> str:
+        """Every sweep point of `tune`, the chosen one of each system in bold."""
+        rows = [r for r in self.rows if r["part"] == "sweep"]
+        if not rows:
+            return ""
+        short = max(100, self.budget.iterations // 5)
+        out = (f"## Learning rate and momentum: the same sweep for every system\n\n"
+               f"{short} iterations per point; chosen: the best final accuracy, then the "
+               "shortest time.\n\n| system | lr | momentum | final accuracy | wall time (s) |"
+               "\n|---|---|---|---|---|\n")
+        for r in rows:
+            chosen = self.tuned.get(r["case"]) == {"lr": r["lr"], "momentum": r["momentum"]}
+            cells = [r["case"], r["lr"], r["momentum"], r["final_val_accuracy"],
+                     r["wall_time_s"]]
+            text = [f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells]
+            out += "| " + " | ".join(f"**{t}**" if chosen else t for t in text) + " |\n"
+        return out + "\n"
 
     def hetsync(self, part: str, case: str, seed: int, x: float | None = None,
                 **settings: Any) -> dict:

@@ -6,7 +6,8 @@
   itself shares its cores;
 - hetsync SSP+IDPA, BSP+uniform, BSP+IDPA and AGWU+IDPA, the plain asynchronous Ray
   parameter server, and PyTorch DDP with per-rank batches in proportion to speed (the peer a
-  well-read user would pick for unequal nodes), on the same cluster and budget;
+  well-read user would pick for unequal nodes), on the same cluster and budget, each with its
+  own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
 Writes results.csv, report.md, a chart, and summary.json (keys read by other tools)."""
@@ -47,9 +48,12 @@ CONFIGS = {
     "ssp_idpa": dict(sync="ssp", staleness=3, allocation="idpa"),
     "bsp_uniform": dict(sync="bsp", allocation="uniform"),
     "bsp_idpa": dict(sync="bsp", allocation="idpa"),
-    # merges move 1/N of the way: a larger local rate (docs/allocation.md)
     "agwu_idpa": dict(sync="ssp", staleness=3, allocation="idpa", update="agwu",
-                      local_steps=8, lr=0.1),
+                      local_steps=8),
+}
+PEERS = {
+    "plain_async_ps": lambda cfg: ray_ps_train(cfg, synchronous=False),
+    "ddp_proportional": lambda cfg: ddp_train(cfg, proportional=True),
 }
 INTERFERENCE = "3@9s-19s:4"
 KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s",
@@ -57,6 +61,10 @@ KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s"
         "plain_async_ps_samples_per_s", "ddp_proportional_samples_per_s",
         "ddp_proportional_time_to_target_s", "ssp_idpa_time_to_target_s",
         "bsp_uniform_time_to_target_s", "ssp_idpa_final_accuracy", "bsp_uniform_final_accuracy")
+
+
+def _hetsync(cfg: TrainConfig) -> dict:
+    return train(cfg).summary
 
 
 def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, seconds: float,
@@ -101,21 +109,20 @@ def run(b: Bench) -> list[Path]:
     results = {}
     with ray_session(None, cpus=4):
         for name, setting in CONFIGS.items():
-            s = train(b.config(workers=4, speeds=speeds, **setting)).summary
-            results[name] = b.record("speeds 1,1,2,4", name, 0, s,
+            tuned = b.tune(name, _hetsync, workers=4, speeds=speeds, **setting)
+            s = train(b.config(workers=4, speeds=speeds, **{**setting, **tuned})).summary
+            results[name] = b.record("speeds 1,1,2,4", name, 0, s, **tuned,
                                      max_staleness_observed=s["max_staleness_observed"],
                                      wait_fraction=s["wait_fraction"],
                                      allocation_changes=s["allocation_changes"])
-        results["plain_async_ps"] = b.record(
-            "speeds 1,1,2,4", "plain_async_ps", 0,
-            ray_ps_train(b.config(workers=4, speeds=speeds), synchronous=False))
-        results["ddp_proportional"] = b.record(
-            "speeds 1,1,2,4", "ddp_proportional", 0,
-            ddp_train(b.config(workers=4, speeds=speeds), proportional=True))
+        for name, peer in PEERS.items():
+            tuned = b.tune(name, peer, workers=4, speeds=speeds)
+            results[name] = b.record("speeds 1,1,2,4", name, 0,
+                                     peer(b.config(workers=4, speeds=speeds, **tuned)), **tuned)
         if not b.quick:
             for name in ("ssp_idpa", "agwu_idpa"):
                 s = train(b.config(workers=4, speeds=speeds, interference=INTERFERENCE,
-                                   **CONFIGS[name])).summary
+                                   **{**CONFIGS[name], **b.tuned[name]})).summary
                 b.record(f"speeds 1,1,2,4, {INTERFERENCE}", name, 0, s,
                          allocation_changes=s["allocation_changes"])
     summary = {"ceiling_samples_per_s": ceiling["throughput_samples_per_s"],
@@ -162,4 +169,4 @@ def _report(b: Bench, results: dict, summary: dict) -> str:
             f"{ratio(results['bsp_idpa']['time_to_target_s'], ssp['time_to_target_s'])}\n\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE}\n\n"
                + b.table(f"speeds 1,1,2,4, {INTERFERENCE}") + "\n")
-            + "![](heterogeneous-throughput.png)\n")
+            + "![](heterogeneous-throughput.png)\n\n" + b.sweep_table())

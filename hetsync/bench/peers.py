@@ -1,5 +1,6 @@
 """The same emulated cluster trained by PyTorch DDP (gloo), a plain Ray parameter server
-(sync and async) and hetsync (BSP, SSP+IDPA, ASP, AGWU)."""
+(sync and async) and hetsync (BSP, SSP+IDPA, ASP, AGWU), each with its own learning rate and
+momentum from the same sweep (`Bench.tune`, on speeds 1,1,2,4, in the report)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,13 @@ PEER_RUNS = {
     "hetsync SSP+IDPA": ("hetsync", dict(sync="ssp", staleness=3, allocation="idpa")),
     "hetsync ASP": ("hetsync", dict(sync="asp")),
     "hetsync AGWU": ("hetsync", dict(sync="ssp", staleness=3, allocation="idpa", update="agwu",
-                                     local_steps=8, lr=0.1)),
+                                     local_steps=8)),
+}
+RUNNERS = {
+    "hetsync": lambda cfg: train(cfg).summary,
+    "ddp": ddp_train,
+    "rayps-sync": lambda cfg: ray_ps_train(cfg, synchronous=True),
+    "rayps-async": lambda cfg: ray_ps_train(cfg, synchronous=False),
 }
 
 
@@ -46,20 +53,17 @@ def run(b: Bench) -> list[Path]:
         "equal speeds": dict(speeds=(1.0,) * n),
     }
     with ray_session(None, cpus=n):
+        for name, (kind, extra) in PEER_RUNS.items():  # each system's own lr and momentum
+            b.tune(name, RUNNERS[kind], workers=n, **scenarios["speeds 1,1,2,4"], **extra)
         for scenario, setting in scenarios.items():
             names = PEER_RUNS if scenario != "equal speeds" else [
                 "DDP (gloo)", "plain Ray PS, sync", "hetsync BSP"]
             for seed in range(b.budget.seeds):
                 for name in names:
                     kind, extra = PEER_RUNS[name]
-                    cfg = b.config(workers=n, seed=seed, **setting, **extra)
-                    if kind == "hetsync":
-                        res = train(cfg).summary
-                    elif kind == "ddp":
-                        res = ddp_train(cfg)
-                    else:
-                        res = ray_ps_train(cfg, synchronous=kind == "rayps-sync")
-                    b.record(scenario, name, seed, res)
+                    cfg = b.config(workers=n, seed=seed, **setting,
+                                   **{**extra, **b.tuned[name]})
+                    b.record(scenario, name, seed, RUNNERS[kind](cfg), **b.tuned[name])
     report = b.header("hetsync bench peers")
     paths = []
     for scenario in scenarios:
@@ -86,4 +90,4 @@ def run(b: Bench) -> list[Path]:
                + "".join(f"- Speeds 1,1,2,4, {name} / DDP time to target: "
                          f"{ratio(ttt[name][0], ttt['DDP (gloo)'][0])}; throughput / ideal: "
                          f"{ratio(got[name][0], ideal[name][0])}\n" for name in PEER_RUNS))
-    return [*paths, write(b.out / "report.md", report)]
+    return [*paths, write(b.out / "report.md", report + "\n" + b.sweep_table())]

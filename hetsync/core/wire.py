@@ -183,11 +183,13 @@ class Frame:
     LAST, HAS_ACCURACY, HAS_BUFFERS = 1, 2, 4
 
     def __init__(self, params: int, buffers: int = 0):
-        self.data = torch.zeros(2 * self.HEAD + params + buffers)
-        head = self.data[:2 * self.HEAD]
-        self.ints, self.floats = head.view(torch.int64), head.view(torch.float64)
-        self.payload = self.data[2 * self.HEAD:2 * self.HEAD + params]
-        self.buffers = self.data[2 * self.HEAD + params:]
+        self.data = torch.zeros(2 * self.HEAD + params + buffers)  # what the transport moves
+        # numpy views: a scalar or a copy through them costs far less than torch indexing
+        view = self.data.numpy()
+        head = view[:2 * self.HEAD]
+        self.ints, self.floats = head.view(np.int64), head.view(np.float64)
+        self.payload = view[2 * self.HEAD:2 * self.HEAD + params]
+        self.buffers = view[2 * self.HEAD + params:]
 
     @property
     def kind(self) -> int:
@@ -195,19 +197,19 @@ class Frame:
 
     def _head(self, kind: int, a: int, b: int, c: int, d: int, flags: int, x: float,
               y: float) -> None:
-        self.ints[:6] = torch.tensor([kind, a, b, c, d, flags])
+        self.ints[:6] = (kind, a, b, c, d, flags)
         self.floats[6], self.floats[7] = x, y
 
     def _put(self, payload: np.ndarray | None, buffers: np.ndarray | None) -> int:
         if payload is not None:
-            self.payload.copy_(torch.from_numpy(np.asarray(payload)))
+            np.copyto(self.payload, payload)
         if buffers is None:
             return 0
-        self.buffers.copy_(torch.from_numpy(np.asarray(buffers)))
+        np.copyto(self.buffers, buffers)
         return self.HAS_BUFFERS
 
     def _buffers(self, flags: int) -> np.ndarray | None:
-        return self.buffers.numpy() if flags & self.HAS_BUFFERS else None
+        return self.buffers if flags & self.HAS_BUFFERS else None
 
     def write_contribution(self, c: Contribution, last: bool) -> None:
         flags = self._put(c.payload, c.buffers) | (self.LAST if last else 0)
@@ -218,8 +220,8 @@ class Frame:
     def read_contribution(self) -> tuple[Contribution, bool]:
         """(the contribution, whether it is the last of its push)."""
         _, clock, base, samples, steps, flags = self.ints[:6].tolist()
-        loss, accuracy = self.floats[6].item(), self.floats[7].item()
-        return (Contribution(clock, base, self.payload.numpy(), samples, loss, steps,
+        loss, accuracy = float(self.floats[6]), float(self.floats[7])
+        return (Contribution(clock, base, self.payload, samples, loss, steps,
                              accuracy if flags & self.HAS_ACCURACY else None,
                              self._buffers(flags)), bool(flags & self.LAST))
 
@@ -241,5 +243,5 @@ class Frame:
 
     def read_reply(self) -> Reply:
         _, version, min_clock, granted, clock, flags = self.ints[:6].tolist()
-        return Reply(self.payload.numpy(), self._buffers(flags), version, min_clock, granted,
-                     clock, self.floats[6].item(), self.floats[7].item())
+        return Reply(self.payload, self._buffers(flags), version, min_clock, granted, clock,
+                     float(self.floats[6]), float(self.floats[7]))

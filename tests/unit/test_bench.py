@@ -128,3 +128,30 @@ def test_every_suite_names_settings_that_exist_and_none_that_tell_its_runs_apart
         assert set(takes) <= set(FLAT), suite
         assert not set(takes) & {"sync", "staleness", "workers", "speeds", "allocation",
                                  "update", "seed", "out", "calibration"}, suite
+
+
+def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
+    from hetsync.bench.harness import SWEEP_QUICK, _bench
+    from hetsync.errors import DivergedError
+
+    settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
+    b = _bench("heterogeneous", tmp_path, None, quick=True, settings=settings)
+    seen = []
+
+    def run(cfg):
+        seen.append((cfg.update.lr, cfg.update.momentum, cfg.training.iterations))
+        if cfg.update.lr == 0.1:
+            raise DivergedError("the training loss became nan")
+        return {"final_val_accuracy": 0.9 + cfg.update.lr, "wall_time_s": 1.0}
+
+    assert b.tune("a system", run, workers=2) == {"lr": 0.03, "momentum": 0.5}
+    assert [(lr, m) for lr, m, _ in seen] == [(lr, m) for lr in SWEEP_QUICK[0]
+                                              for m in SWEEP_QUICK[1]]
+    assert {it for _, _, it in seen} == {100}  # a fifth of the budget
+    assert "| **a system** | **0.03** | **0.5** |" in b.sweep_table()
+    assert "| a system | 0.1 | 0.5 | 0 |" in b.sweep_table()  # diverged: recorded, not chosen
+    (tmp_path / "p").mkdir()
+    pinned = _bench("heterogeneous", tmp_path / "p", None, quick=True,
+                    settings={**settings, "lr": 0.02})
+    seen.clear()
+    assert pinned.tune("b", run)["lr"] == 0.02 and len(seen) == 1  # --config fixes it
