@@ -85,3 +85,28 @@ def test_a_worker_that_dies_mid_exchange_leaves_the_server_serving_the_others(ra
     finally:
         client.close()
         server.kill()
+
+
+SEVERAL_NODES = """
+import hetsync
+from hetsync.cluster.runtime import multi_node_session
+with multi_node_session((1, 2, 2)) as nodes:
+    s = hetsync.train(dataset="synthetic", synthetic_samples=1024, batch_size=32,
+                      iterations=200, eval_every=50, workers=4, sync="ssp", staleness=2,
+                      server_shards=2, progress=False).summary
+print(nodes, s["worker_nodes"], s["iterations"], s["final_val_accuracy"])
+"""
+
+
+def test_the_data_plane_crosses_ray_nodes(tmp_path):
+    """Several raylets on this machine joined as one cluster (as `bench paper` does): the
+    workers on other nodes than the server's reach it over their pairs."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SEVERAL_NODES], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    nodes, worker_nodes, iterations, accuracy = done.stdout.split()[-4:]
+    assert int(nodes) == 3 and int(worker_nodes) >= 2 and int(iterations) == 200
+    assert float(accuracy) >= 0.9
