@@ -96,7 +96,8 @@ class Bench:
         if not path.exists():
             cfg = TrainConfig.from_flat(dataset="mnist-10k", data_dir=self.data_dir)
             data, _ = load_dataset(cfg)
-            model = build_model(resolve_model(cfg.training.model), 0)
+            model = build_model(resolve_model(cfg.training.model, data.sample_shape, data.classes),
+                                    0)
             write_calibration(path, calibrate_s_per_sample(model, data.x, 64), cfg)
         return str(path)
 

@@ -8,7 +8,8 @@ so moving work between workers never moves pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,20 +19,41 @@ from hetsync.errors import DataError
 
 @dataclass
 class ArrayData:
-    """Inputs and labels as arrays: what workers index into and the evaluator reads."""
+    """Inputs and labels as arrays: what workers index into and the evaluator reads. It
+    also says what a registered model is built for: the shape of one sample and the number
+    of classes (a dataset's own, which a split keeps even where a part lacks a class)."""
 
     x: np.ndarray  # float32, (N, C, H, W) or (N, features)
     y: np.ndarray  # int64, (N,)
+    classes: int | None = None  # None: the largest label + 1
+    # what a user of the trained model needs to know of the data: the normalisation
+    # (mean, std per channel, on the 0..1 scale) and class names where the format has them
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise DataError(f"{len(self.x)} inputs but {len(self.y)} labels")
+        if self.classes is None:
+            self.classes = int(self.y.max()) + 1 if len(self.y) else 0
+        if len(self.y) and not 0 <= int(self.y.min()) <= int(self.y.max()) < self.classes:
+            raise DataError(f"labels run from {int(self.y.min())} to {int(self.y.max())}, "
+                            f"outside 0..{self.classes - 1}")
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One input's shape, (C, H, W) for images: what a registered model is built for."""
+        return tuple(self.x.shape[1:])
+
     def subset(self, idx: np.ndarray) -> ArrayData:
-        return ArrayData(self.x[idx], self.y[idx])
+        return ArrayData(self.x[idx], self.y[idx], self.classes, self.info)
+
+    def describe(self, val: ArrayData) -> dict[str, Any]:
+        """For summary.json: the sizes, the input shape, the classes and `info`."""
+        return {"train_samples": len(self), "val_samples": len(val),
+                "sample_shape": list(self.sample_shape), "classes": self.classes, **self.info}
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The samples at `idx` as (inputs, labels) tensors for the model. Indexing by an

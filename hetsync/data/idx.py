@@ -53,4 +53,5 @@ def load_idx_pair(images: Path, labels: Path, num_classes: int = 10) -> ArrayDat
     if len(lab) and int(lab.max()) >= num_classes:
         raise DataError(f"{labels} has label {int(lab.max())}, outside 0..{num_classes - 1}")
     x = (img.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return ArrayData(x[:, None, :, :], lab.astype(np.int64))
+    return ArrayData(x[:, None, :, :], lab.astype(np.int64), num_classes,
+                     {"mean": [MNIST_MEAN], "std": [MNIST_STD]})

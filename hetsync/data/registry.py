@@ -25,7 +25,9 @@ def load_dataset(cfg) -> tuple[ArrayData, ArrayData]:
         return DATASETS[d.dataset](d, seed)
     train = from_torch(d.dataset)
     if d.val_dataset is not None:
-        return train, from_torch(d.val_dataset)
+        val = from_torch(d.val_dataset)
+        train.classes = val.classes = max(train.classes, val.classes)  # one model for both
+        return train, val
     perm = np.random.default_rng(seed).permutation(len(train))
     n_val = max(1, len(train) // 10)
     return train.subset(perm[n_val:]), train.subset(perm[:n_val])

@@ -17,7 +17,7 @@ def synthetic(samples: int = 4096, seed: int = 0, classes: int = 10,
     templates = np.kron(coarse, np.ones((1, 1, 4, 4), np.float32))[:, :, :h, :w]
     y = rng.integers(0, classes, samples)
     x = templates[y] + noise * rng.standard_normal((samples, *shape)).astype(np.float32)
-    return ArrayData(x.astype(np.float32), y.astype(np.int64))
+    return ArrayData(x.astype(np.float32), y.astype(np.int64), classes)
 
 
 def load_synthetic(samples: int = 4096, seed: int = 0) -> tuple[ArrayData, ArrayData]:
