@@ -90,9 +90,13 @@ class DataConfig:
         "int label)", values=tuple(sorted(DATASETS)))
     val_dataset: Any = setting(None, "validation Dataset for a dataset passed as an object "
                                      "(None holds out 10%)", cli=False)
-    data_dir: str | None = setting(None, "folder with the dataset's files (the MNIST IDX files)",
-                                     metavar="DIR")
+    data_dir: str | None = setting(None, "folder with the dataset's files: the MNIST files "
+                                         "(mnist, mnist-10k), any IDX train/t10k pair (idx)",
+                                   metavar="DIR")
     synthetic_samples: int = setting(4096, "training samples of the synthetic dataset")
+    val_fraction: float = setting(
+        0.2, "share held out for validation where the data has no split of its own (idx with "
+             "one pair of files), by a fixed permutation that does not move with --seed")
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, str):
@@ -105,6 +109,8 @@ class DataConfig:
                   "dataset must be a registered name or a map-style Dataset (__getitem__, "
                   "__len__)")
         _positive_int(self.synthetic_samples, "--synthetic-samples")
+        _need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
+              f"--val-fraction must be between 0 and 1, both excluded (got {self.val_fraction})")
 
 
 @dataclass(frozen=True)

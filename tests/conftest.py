@@ -20,3 +20,19 @@ def mnist_dir():
     if not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("shared MNIST test set not present")
     return SHARED_MNIST
+
+
+def learnable_images(n: int, shape=(1, 28, 28), classes: int = 10, seed: int = 0):
+    """uint8 images (N, C, H, W) and labels that a small network learns in a few hundred
+    iterations: the synthetic dataset's class templates and noise, as pixels."""
+    import numpy as np
+
+    from hetsync.data import synthetic
+
+    d = synthetic(n, seed=seed, classes=classes, shape=shape)
+    return np.clip(128 + 40 * d.x, 0, 255).astype(np.uint8), d.y.astype(np.uint8)
+
+
+@pytest.fixture
+def images():
+    return learnable_images

@@ -1,18 +1,29 @@
 """Datasets, one module per format: `arrays` (ArrayData, what every dataset becomes, and any
 map-style Dataset converted to it), `files` (reading files, the data directory), `idx` (IDX
-parsing), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
+parsing, and any folder of IDX files), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
 `synthetic` (generated data for tests) and `registry` (datasets by name, a run's train and
 validation pair). The names below are the package's public ones."""
 
-from hetsync.data.arrays import ArrayData, from_torch
+from hetsync.data.arrays import (
+    SPLIT_SEED,
+    ArrayData,
+    from_torch,
+    holdout,
+    image_split,
+    normalise,
+    pixel_statistics,
+)
 from hetsync.data.files import read_bytes, require_dir
 from hetsync.data.idx import (
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
     MNIST_MEAN,
     MNIST_STD,
+    find_idx_pair,
+    load_idx_folder,
     load_idx_pair,
     read_idx,
+    read_idx_pair,
 )
 from hetsync.data.mnist import (
     MNIST_10K_SPLIT_SEED,
@@ -28,7 +39,8 @@ from hetsync.data.registry import DATASETS, load_dataset
 from hetsync.data.synthetic import load_synthetic, synthetic
 
 __all__ = [
-    "ArrayData", "from_torch", "read_bytes", "require_dir", "IDX_IMAGES_MAGIC",
+    "SPLIT_SEED", "ArrayData", "from_torch", "holdout", "image_split", "normalise",
+    "pixel_statistics", "find_idx_pair", "load_idx_folder", "read_idx_pair", "read_bytes", "require_dir", "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC", "MNIST_MEAN", "MNIST_STD", "load_idx_pair", "read_idx",
     "MNIST_10K_SPLIT_SEED", "MNIST_10K_TRAIN", "MNIST_FILES", "MNIST_MIRRORS",
     "download_mnist_file", "load_mnist", "load_mnist_10k", "mnist_file", "DATASETS",

@@ -22,11 +22,13 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def require_dir(data_dir: str | None, dataset: str, may_create: bool = False) -> Path:
-    """--data-dir as a Path, refused with one line when it is missing or not a folder
-    (`may_create`: a dataset that downloads may be given a folder that does not exist yet)."""
+def require_dir(data_dir: str | None, dataset: str, holds: str,
+                may_create: bool = False) -> Path:
+    """--data-dir as a Path, refused with one line when it is missing or not a folder;
+    `holds` says what belongs in it (`may_create`: a dataset that downloads may be given a
+    folder that does not exist yet)."""
     if not data_dir:
-        raise DataError(f"dataset {dataset!r} needs --data-dir (the folder with the MNIST files)")
+        raise DataError(f"dataset {dataset!r} needs --data-dir (the folder with {holds})")
     path = Path(data_dir)
     if not path.exists() and not may_create:
         raise DataError(f"data directory {path} does not exist")

@@ -9,9 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
-from hetsync.data.arrays import ArrayData
+from hetsync.data.arrays import SPLIT_SEED, ArrayData, holdout
 from hetsync.data.files import require_dir
 from hetsync.data.idx import load_idx_pair
 from hetsync.errors import DataError
@@ -26,7 +24,7 @@ MNIST_FILES = {  # name -> md5 of the gzip file, as published with the dataset
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-MNIST_10K_SPLIT_SEED = 20_231_121  # fixed: the split must not move with --seed
+MNIST_10K_SPLIT_SEED = SPLIT_SEED  # fixed: the split must not move with --seed
 MNIST_10K_TRAIN = 8000
 
 
@@ -79,7 +77,7 @@ def mnist_file(data_dir: Path, name: str, download: bool) -> Path:
 
 def load_mnist(data_dir: str | None) -> tuple[ArrayData, ArrayData]:
     """The standard 60,000 / 10,000 split; missing files are downloaded and checksummed."""
-    d = require_dir(data_dir, "mnist", may_create=True)
+    d = require_dir(data_dir, "mnist", "the MNIST files", may_create=True)
     get = lambda n: mnist_file(d, n, download=True)  # noqa: E731
     train = load_idx_pair(get("train-images-idx3-ubyte.gz"), get("train-labels-idx1-ubyte.gz"))
     test = load_idx_pair(get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz"))
@@ -89,8 +87,8 @@ def load_mnist(data_dir: str | None) -> tuple[ArrayData, ArrayData]:
 def load_mnist_10k(data_dir: str | None) -> tuple[ArrayData, ArrayData]:
     """The official 10,000-image test file split 8,000 / 2,000 by a fixed permutation: real
     images for offline work. Only the two t10k files are read; nothing is downloaded."""
-    d = require_dir(data_dir, "mnist-10k")
+    d = require_dir(data_dir, "mnist-10k", "the MNIST files")
     get = lambda n: mnist_file(d, n, download=False)  # noqa: E731
     full = load_idx_pair(get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz"))
-    perm = np.random.default_rng(MNIST_10K_SPLIT_SEED).permutation(len(full))
-    return full.subset(perm[:MNIST_10K_TRAIN]), full.subset(perm[MNIST_10K_TRAIN:])
+    train, val = holdout(len(full), 1 - MNIST_10K_TRAIN / len(full))
+    return full.subset(train), full.subset(val)

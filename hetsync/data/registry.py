@@ -7,11 +7,13 @@ from collections.abc import Callable
 import numpy as np
 
 from hetsync.data.arrays import ArrayData, from_torch
+from hetsync.data.idx import load_idx_folder
 from hetsync.data.mnist import load_mnist, load_mnist_10k
 from hetsync.data.synthetic import load_synthetic
 
 # name -> loader of (train, validation), given the data section and the run's seed
 DATASETS: dict[str, Callable[..., tuple[ArrayData, ArrayData]]] = {
+    "idx": lambda d, seed: load_idx_folder(d.data_dir, d.val_fraction),
     "mnist": lambda d, seed: load_mnist(d.data_dir),
     "mnist-10k": lambda d, seed: load_mnist_10k(d.data_dir),
     "synthetic": lambda d, seed: load_synthetic(d.synthetic_samples, seed),

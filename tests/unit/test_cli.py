@@ -42,6 +42,9 @@ from hetsync.errors import ConfigError
      "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
     (["--dataset", "mnist-10k"], "needs --data-dir"),
+    (["--dataset", "idx"], "dataset 'idx' needs --data-dir (the folder with the IDX files)"),
+    (["--dataset", "idx", "--data-dir", "/nonexistent/idx"], "does not exist"),
+    (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
       "--batch-size", "32"], "larger than a worker's share of the data"),
 ])
