@@ -91,8 +91,8 @@ class DataConfig:
     val_dataset: Any = setting(None, "validation Dataset for a dataset passed as an object "
                                      "(None holds out 10%)", cli=False)
     data_dir: str | None = setting(None, "folder with the dataset's files: the MNIST files "
-                                         "(mnist, mnist-10k), any IDX train/t10k pair (idx)",
-                                   metavar="DIR")
+                                         "(mnist, mnist-10k), any IDX train/t10k pair (idx), "
+                                         "CIFAR-10's binary batches (cifar10)", metavar="DIR")
     synthetic_samples: int = setting(4096, "training samples of the synthetic dataset")
     val_fraction: float = setting(
         0.2, "share held out for validation where the data has no split of its own (idx with "

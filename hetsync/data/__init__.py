@@ -1,6 +1,7 @@
 """Datasets, one module per format: `arrays` (ArrayData, what every dataset becomes, and any
-map-style Dataset converted to it), `files` (reading files, the data directory), `idx` (IDX
-parsing, and any folder of IDX files), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
+map-style Dataset converted to it), `files` (reading files, checksummed downloads, the data
+directory), `idx` (IDX parsing, and any folder of IDX files), `cifar` (CIFAR-10's binary
+batches), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
 `synthetic` (generated data for tests) and `registry` (datasets by name, a run's train and
 validation pair). The names below are the package's public ones."""
 
@@ -13,7 +14,20 @@ from hetsync.data.arrays import (
     normalise,
     pixel_statistics,
 )
-from hetsync.data.files import read_bytes, require_dir
+from hetsync.data.cifar import (
+    CIFAR10_ARCHIVE,
+    CIFAR10_CLASSES,
+    CIFAR10_MD5,
+    CIFAR10_TEST,
+    CIFAR10_TRAIN,
+    CIFAR10_URL,
+    cifar10_files,
+    extract_cifar10,
+    load_cifar10,
+    read_cifar_batch,
+    write_cifar_batch,
+)
+from hetsync.data.files import download_verified, md5_of, read_bytes, require_dir
 from hetsync.data.idx import (
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
@@ -40,7 +54,10 @@ from hetsync.data.synthetic import load_synthetic, synthetic
 
 __all__ = [
     "SPLIT_SEED", "ArrayData", "from_torch", "holdout", "image_split", "normalise",
-    "pixel_statistics", "find_idx_pair", "load_idx_folder", "read_idx_pair", "read_bytes", "require_dir", "IDX_IMAGES_MAGIC",
+    "pixel_statistics", "find_idx_pair", "load_idx_folder", "read_idx_pair", "CIFAR10_ARCHIVE", "CIFAR10_CLASSES", "CIFAR10_MD5",
+    "CIFAR10_TEST", "CIFAR10_TRAIN", "CIFAR10_URL", "cifar10_files", "extract_cifar10",
+    "load_cifar10", "read_cifar_batch", "write_cifar_batch", "download_verified", "md5_of",
+    "read_bytes", "require_dir", "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC", "MNIST_MEAN", "MNIST_STD", "load_idx_pair", "read_idx",
     "MNIST_10K_SPLIT_SEED", "MNIST_10K_TRAIN", "MNIST_FILES", "MNIST_MIRRORS",
     "download_mnist_file", "load_mnist", "load_mnist_10k", "mnist_file", "DATASETS",

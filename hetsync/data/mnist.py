@@ -3,14 +3,10 @@ missing), and mnist-10k, the official test file split for offline work."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from hetsync.data.arrays import SPLIT_SEED, ArrayData, holdout
-from hetsync.data.files import require_dir
+from hetsync.data.files import download_verified, md5_of, require_dir
 from hetsync.data.idx import load_idx_pair
 from hetsync.errors import DataError
 
@@ -28,10 +24,6 @@ MNIST_10K_SPLIT_SEED = SPLIT_SEED  # fixed: the split must not move with --seed
 MNIST_10K_TRAIN = 8000
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def _find(data_dir: Path, name: str) -> Path | None:
     """The gzip file, or its decompressed twin (whose checksum we cannot verify, only parse)."""
     for candidate in (data_dir / name, data_dir / name.removesuffix(".gz")):
@@ -42,31 +34,14 @@ def _find(data_dir: Path, name: str) -> Path | None:
 
 def download_mnist_file(data_dir: Path, name: str, timeout_s: float = 30.0) -> Path:
     """Fetch one MNIST file from the mirrors, verify its md5, and move it into place atomically."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    target = data_dir / name
-    errors = []
-    for mirror in MNIST_MIRRORS:
-        tmp = target.with_suffix(".part")
-        try:
-            with urllib.request.urlopen(mirror + name, timeout=timeout_s) as r, open(tmp, "wb") as f:
-                f.write(r.read())
-            if _md5(tmp) != MNIST_FILES[name]:
-                errors.append(f"{mirror}: checksum mismatch")
-                continue
-            os.replace(tmp, target)
-            return target
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            errors.append(f"{mirror}: {getattr(e, 'reason', e)}")
-        finally:
-            tmp.unlink(missing_ok=True)
-    raise DataError(f"{name} is not in {data_dir} and could not be downloaded "
-                    f"({'; '.join(errors)}); copy the MNIST files there by hand")
+    return download_verified([mirror + name for mirror in MNIST_MIRRORS], data_dir / name,
+                             MNIST_FILES[name], "copy the MNIST files there by hand", timeout_s)
 
 
 def mnist_file(data_dir: Path, name: str, download: bool) -> Path:
     found = _find(data_dir, name)
     if found is not None:
-        if found.suffix == ".gz" and _md5(found) != MNIST_FILES[name]:
+        if found.suffix == ".gz" and md5_of(found) != MNIST_FILES[name]:
             raise DataError(f"{found} fails its checksum (md5 differs from the published one): "
                             "the file is corrupt or not the official one")
         return found

@@ -45,6 +45,7 @@ from hetsync.errors import ConfigError
     (["--dataset", "idx"], "dataset 'idx' needs --data-dir (the folder with the IDX files)"),
     (["--dataset", "idx", "--data-dir", "/nonexistent/idx"], "does not exist"),
     (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+    (["--dataset", "cifar10"], "needs --data-dir (the folder with the CIFAR-10 binary files)"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
       "--batch-size", "32"], "larger than a worker's share of the data"),
 ])

@@ -1,6 +1,7 @@
 """MNIST: the offline split, missing files and directories, checksums and the download path."""
 
 import gzip
+import io
 import urllib.request
 
 import numpy as np
@@ -50,17 +51,7 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_download_verifies_checksum(tmp_path, monkeypatch):
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def read(self):
-            return b"tampered"
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: io.BytesIO(b"tampered"))
     with pytest.raises(DataError, match="checksum mismatch"):
         data.download_mnist_file(tmp_path, "t10k-labels-idx1-ubyte.gz")
     assert not (tmp_path / "t10k-labels-idx1-ubyte.gz").exists()
