@@ -1,7 +1,7 @@
 """Datasets, one module per format: `arrays` (ArrayData, what every dataset becomes, and any
 map-style Dataset converted to it), `files` (reading files, checksummed downloads, the data
 directory), `idx` (IDX parsing, and any folder of IDX files), `cifar` (CIFAR-10's binary
-batches), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
+batches), `folder` (a folder of PNG and JPEG images, one sub-folder per class), `mnist` (MNIST with checksummed download, the offline mnist-10k split),
 `synthetic` (generated data for tests) and `registry` (datasets by name, a run's train and
 validation pair). The names below are the package's public ones."""
 
@@ -28,6 +28,14 @@ from hetsync.data.cifar import (
     write_cifar_batch,
 )
 from hetsync.data.files import download_verified, md5_of, read_bytes, require_dir
+from hetsync.data.folder import (
+    IMAGE_MODES,
+    IMAGE_SUFFIXES,
+    class_folders,
+    image_files,
+    load_image_folder,
+    read_image,
+)
 from hetsync.data.idx import (
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
@@ -57,6 +65,8 @@ __all__ = [
     "pixel_statistics", "find_idx_pair", "load_idx_folder", "read_idx_pair", "CIFAR10_ARCHIVE", "CIFAR10_CLASSES", "CIFAR10_MD5",
     "CIFAR10_TEST", "CIFAR10_TRAIN", "CIFAR10_URL", "cifar10_files", "extract_cifar10",
     "load_cifar10", "read_cifar_batch", "write_cifar_batch", "download_verified", "md5_of",
+    "IMAGE_MODES", "IMAGE_SUFFIXES", "class_folders", "image_files", "load_image_folder",
+    "read_image",
     "read_bytes", "require_dir", "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC", "MNIST_MEAN", "MNIST_STD", "load_idx_pair", "read_idx",
     "MNIST_10K_SPLIT_SEED", "MNIST_10K_TRAIN", "MNIST_FILES", "MNIST_MIRRORS",

@@ -8,6 +8,7 @@ import numpy as np
 
 from hetsync.data.arrays import ArrayData, from_torch
 from hetsync.data.cifar import load_cifar10
+from hetsync.data.folder import load_image_folder
 from hetsync.data.idx import load_idx_folder
 from hetsync.data.mnist import load_mnist, load_mnist_10k
 from hetsync.data.synthetic import load_synthetic
@@ -15,6 +16,8 @@ from hetsync.data.synthetic import load_synthetic
 # name -> loader of (train, validation), given the data section and the run's seed
 DATASETS: dict[str, Callable[..., tuple[ArrayData, ArrayData]]] = {
     "cifar10": lambda d, seed: load_cifar10(d.data_dir),
+    "folder": lambda d, seed: load_image_folder(d.data_dir, d.image_size, d.image_mode,
+                                                d.val_fraction),
     "idx": lambda d, seed: load_idx_folder(d.data_dir, d.val_fraction),
     "mnist": lambda d, seed: load_mnist(d.data_dir),
     "mnist-10k": lambda d, seed: load_mnist_10k(d.data_dir),

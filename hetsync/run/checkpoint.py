@@ -37,7 +37,7 @@ FORMAT = 4
 # lives) may change between the saved run and the resumed one.
 IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "batch_size",
             "lr", "lr_schedule", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
-            "seed", "synthetic_samples", "val_fraction")
+            "seed", "synthetic_samples", "val_fraction", "image_size", "image_mode")
 
 
 def save_atomic(obj: Any, path: Path) -> None:

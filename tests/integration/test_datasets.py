@@ -44,3 +44,20 @@ def test_cifar10_binaries_train_end_to_end(ray_local, tmp_path, images):
     assert s["data"]["train_samples"] == 500 and s["data"]["val_samples"] == 100
     assert s["data"]["sample_shape"] == [3, 32, 32] and s["data"]["classes"] == 10
     assert s["final_val_accuracy"] >= 0.95, s["final_val_accuracy"]
+
+
+def test_an_image_folder_trains_end_to_end(ray_local, tmp_path, images):
+    from PIL import Image
+
+    x, y = images(500, shape=(3, 24, 24), classes=4, seed=5)
+    for i, (pixels, label) in enumerate(zip(x, y, strict=True)):
+        folder = tmp_path / f"class-{label}"
+        folder.mkdir(exist_ok=True)
+        # PNG and (lossy) JPEG, resized from 24 to 28 pixels on reading
+        Image.fromarray(pixels.transpose(1, 2, 0)).save(
+            folder / f"{i}.{'png' if i % 2 else 'jpg'}", quality=95)
+    s = hetsync.train(dataset="folder", data_dir=str(tmp_path), image_size=28, **RUN).summary
+    assert s["data"]["train_samples"] == 400 and s["data"]["val_samples"] == 100
+    assert s["data"]["sample_shape"] == [3, 28, 28] and s["data"]["classes"] == 4
+    assert s["data"]["class_names"] == ["class-0", "class-1", "class-2", "class-3"]
+    assert s["final_val_accuracy"] >= 0.95, s["final_val_accuracy"]

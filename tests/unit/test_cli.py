@@ -46,6 +46,10 @@ from hetsync.errors import ConfigError
     (["--dataset", "idx", "--data-dir", "/nonexistent/idx"], "does not exist"),
     (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (["--dataset", "cifar10"], "needs --data-dir (the folder with the CIFAR-10 binary files)"),
+    (["--dataset", "folder"], "needs --data-dir (the folder with one sub-folder of images per "
+                              "class)"),
+    (["--image-size", "4"], "--image-size must be >= 8 (got 4)"),
+    (["--image-mode", "cmyk"], "--image-mode must be one of auto, rgb, grey"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
       "--batch-size", "32"], "larger than a worker's share of the data"),
 ])
