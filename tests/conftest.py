@@ -36,3 +36,15 @@ def learnable_images(n: int, shape=(1, 28, 28), classes: int = 10, seed: int = 0
 @pytest.fixture
 def images():
     return learnable_images
+
+
+def write_cifar10(folder, images, per_batch=100, seed=0):
+    """The six CIFAR-10 batch files, in the real format, of `per_batch` learnable records
+    each (`images` is `learnable_images`)."""
+    from hetsync.data import CIFAR10_TEST, CIFAR10_TRAIN, write_cifar_batch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = images(6 * per_batch, shape=(3, 32, 32), seed=seed)
+    for i, name in enumerate([*CIFAR10_TRAIN, CIFAR10_TEST]):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        write_cifar_batch(folder / name, x[part], y[part])

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 import hetsync
-from hetsync.data import CIFAR10_TEST, CIFAR10_TRAIN, write_cifar_batch
+from tests.conftest import write_cifar10
 
 pytestmark = pytest.mark.ray
 RUN = dict(workers=2, sync="ssp", staleness=2, batch_size=32, iterations=150, eval_every=50,
@@ -28,14 +28,6 @@ def test_idx_folder_trains_end_to_end(ray_local, tmp_path, images):
     assert s["data"]["train_samples"] == 560 and s["data"]["val_samples"] == 140
     assert s["data"]["sample_shape"] == [1, 28, 28] and s["data"]["classes"] == 10
     assert s["final_val_accuracy"] >= 0.95, s["final_val_accuracy"]
-
-
-def write_cifar10(folder, images, per_batch=100, seed=0):
-    """The six CIFAR-10 batch files of `per_batch` learnable records each."""
-    x, y = images(6 * per_batch, shape=(3, 32, 32), seed=seed)
-    for i, name in enumerate([*CIFAR10_TRAIN, CIFAR10_TEST]):
-        part = slice(i * per_batch, (i + 1) * per_batch)
-        write_cifar_batch(folder / name, x[part], y[part])
 
 
 def test_cifar10_binaries_train_end_to_end(ray_local, tmp_path, images):

@@ -210,3 +210,17 @@ def test_the_cli_page_is_the_programs_own_help():
 
     page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     assert page.read_text() == help_markdown(), "run: hetsync cli-docs > docs/cli.md"
+
+
+def test_the_example_configs_are_config_files_the_cli_reads(capsys):
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
+    assert examples
+    for path in examples:
+        argv = ["train", "--config", str(path), "--data-dir", "somewhere", "--print-config"]
+        assert main(argv) == 0, capsys.readouterr().err
+        cfg = config_from_args(build_parser().parse_args(argv), argv)
+        assert cfg.data.data_dir == "somewhere"  # flags on top of the file
+    assert (cfg.training.model, cfg.data.dataset, cfg.emulation.speeds, cfg.allocation.mode) \
+        == ("resnet-small", "cifar10", (1.0, 2.0), "idpa")  # cifar10-heterogeneous.toml
