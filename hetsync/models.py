@@ -107,7 +107,7 @@ def _image(name: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
 def _lenet5(shape: tuple[int, ...], classes: int) -> Callable[[], nn.Module]:
     c, h, w = _image("lenet5", shape)
     if h != w or h not in LENET5_SIZES:
-        raise ConfigError(f"--model lenet5 takes square images of 28 to 32 pixels (MNIST's "
+        raise ConfigError(f"--model lenet5 takes square images of 28, 30 or 32 pixels (MNIST's "
                           f"28x28, CIFAR-10's 32x32); the data's are {h}x{w}: use --model "
                           "resnet-small, or --image-size 32 for an image folder")
     return partial(LeNet5, num_classes=classes, in_channels=c, image_size=h)

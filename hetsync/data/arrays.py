@@ -51,6 +51,8 @@ class ArrayData:
         return tuple(self.x.shape[1:])
 
     def subset(self, idx: np.ndarray) -> ArrayData:
+        """The samples at `idx`, with the whole set's classes and info (a split's parts
+        share one model)."""
         return ArrayData(self.x[idx], self.y[idx], self.classes, self.info)
 
     def describe(self, val: ArrayData) -> dict[str, Any]:

@@ -39,6 +39,8 @@ def download_mnist_file(data_dir: Path, name: str, timeout_s: float = 30.0) -> P
 
 
 def mnist_file(data_dir: Path, name: str, download: bool) -> Path:
+    """Where one MNIST file is: found (a gzip file is checked against its md5), or fetched
+    when `download` is allowed; missing otherwise, one line naming it."""
     found = _find(data_dir, name)
     if found is not None:
         if found.suffix == ".gz" and md5_of(found) != MNIST_FILES[name]:

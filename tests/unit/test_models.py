@@ -32,7 +32,7 @@ def test_the_residual_network_has_batch_norm_and_a_residual_path():
 
 
 @pytest.mark.parametrize("name,shape,message", [
-    ("lenet5", (3, 64, 64), "--model lenet5 takes square images of 28 to 32 pixels"),
+    ("lenet5", (3, 64, 64), "--model lenet5 takes square images of 28, 30 or 32 pixels"),
     ("lenet5", (20,), "--model lenet5 takes images .channels, height, width."),
     ("resnet-small", (20,), "--model resnet-small takes images"),
 ])
