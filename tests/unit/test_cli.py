@@ -224,3 +224,27 @@ def test_the_example_configs_are_config_files_the_cli_reads(capsys):
         assert cfg.data.data_dir == "somewhere"  # flags on top of the file
     assert (cfg.training.model, cfg.data.dataset, cfg.emulation.speeds, cfg.allocation.mode) \
         == ("resnet-small", "cifar10", (1.0, 2.0), "idpa")  # cifar10-heterogeneous.toml
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "folder", "idx"])
+def test_a_bad_file_of_each_new_format_is_one_line_on_the_command_line(tmp_path, capsys,
+                                                                        dataset):
+    tmp_path = tmp_path / "data"  # not the working folder, where the run's runs/ goes
+    tmp_path.mkdir()
+    if dataset == "cifar10":
+        for name in [*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"]:
+            (tmp_path / name).write_bytes(bytes(3073))
+        (tmp_path / "data_batch_2.bin").write_bytes(bytes(3000))
+        bad = "data_batch_2.bin has the wrong size"
+    elif dataset == "folder":
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "1.png").write_bytes(b"not a png")
+        bad = "a/1.png is not a readable image"
+    else:
+        (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+        (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+        bad = "train-images-idx3-ubyte has magic number 2049, expected 2051"
+    assert main(["train", "--quiet", "--dataset", dataset, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hetsync: error: ") and bad in err[0], err
