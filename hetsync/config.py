@@ -22,7 +22,7 @@ import torch
 from hetsync.core.devices import DEVICES, gpus_per_worker, parse_gpus
 from hetsync.core.partitioning import ALLOCATIONS
 from hetsync.core.updates import LR_SCHEDULES, UPDATES
-from hetsync.data import DATASETS
+from hetsync.data import DATASETS, IMAGE_MODES
 from hetsync.emulation import Interference, parse_interference, parse_speeds
 from hetsync.errors import ConfigError
 from hetsync.models import MODELS
@@ -92,9 +92,21 @@ class DataConfig:
         "int label)", values=tuple(sorted(DATASETS)))
     val_dataset: Any = setting(None, "validation Dataset for a dataset passed as an object "
                                      "(None holds out 10%)", cli=False)
-    data_dir: str | None = setting(None, "folder with the dataset's files (the MNIST IDX files)",
-                                     metavar="DIR")
+    data_dir: str | None = setting(None, "folder with the dataset's files: the MNIST files "
+                                         "(mnist, mnist-10k), any IDX train/t10k pair (idx), "
+                                         "CIFAR-10's binary batches (cifar10), one sub-folder "
+                                         "of PNG or JPEG images per class (folder)",
+                                   metavar="DIR")
     synthetic_samples: int = setting(4096, "training samples of the synthetic dataset")
+    val_fraction: float = setting(
+        0.2, "share held out for validation where the data has no split of its own (idx with "
+             "one pair of files, folder), by a fixed permutation that does not move with "
+             "--seed")
+    image_size: int = setting(32, "folder: every image is resized to N x N pixels (28 or 32 "
+                                  "for lenet5; any for resnet-small)")
+    image_mode: str = setting("auto", "folder: colour mode of the inputs, rgb (3 channels), "
+                                      "grey (1), or auto: grey if every image is",
+                              values=IMAGE_MODES)
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, str):
@@ -107,6 +119,11 @@ class DataConfig:
                   "dataset must be a registered name or a map-style Dataset (__getitem__, "
                   "__len__)")
         _positive_int(self.synthetic_samples, "--synthetic-samples")
+        _need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
+              f"--val-fraction must be between 0 and 1, both excluded (got {self.val_fraction})")
+        _positive_int(self.image_size, "--image-size", least=8)
+        _need(self.image_mode in IMAGE_MODES, f"--image-mode must be one of "
+              f"{', '.join(IMAGE_MODES)} (got {self.image_mode!r})")
 
 
 @dataclass(frozen=True)

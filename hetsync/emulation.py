@@ -166,9 +166,10 @@ class EmulatedCluster:
 
 
 def _measured_on(cfg) -> dict:
-    """What a calibration is a measurement of: the model and the batch it ran."""
-    model = cfg.training.model
-    return {"model": model if isinstance(model, str) else getattr(model, "__name__", "?"),
+    """What a calibration is a measurement of: the model, the data (one model takes MNIST's
+    28x28 and CIFAR-10's 32x32x3 at different costs) and the batch it ran."""
+    name = lambda v: v if isinstance(v, str) else getattr(v, "__name__", type(v).__name__)  # noqa: E731
+    return {"model": name(cfg.training.model), "dataset": name(cfg.data.dataset),
             "batch_size": cfg.training.batch_size}
 
 

@@ -32,7 +32,7 @@ from hetsync.run.evaluation import Evaluator
 
 def _summarise(cfg: TrainConfig, cluster, snaps, wall: float, samples: int, val: ArrayData):
     """Validation of each snapshot (iterations, seconds, weights) after the run."""
-    evaluator = Evaluator(resolve_model(cfg.training.model), val)
+    evaluator = Evaluator(resolve_model(cfg.training.model, val.sample_shape, val.classes), val)
     accs = [(t, evaluator.evaluate(Snapshot(w, None, it, 0, 0, t))[1]) for it, t, w in snaps]
     hit = [t for t, a in accs if a >= cfg.output.target_accuracy]
     return {
@@ -48,7 +48,8 @@ def _summarise(cfg: TrainConfig, cluster, snaps, wall: float, samples: int, val:
 
 def _setup(cfg: TrainConfig):
     train_data, val_data = load_dataset(cfg)
-    model = build_model(resolve_model(cfg.training.model), cfg.training.seed)
+    model = build_model(resolve_model(cfg.training.model, train_data.sample_shape,
+                                      train_data.classes), cfg.training.seed)
     return train_data, val_data, emulated_cluster(cfg, model, train_data)
 
 
@@ -65,7 +66,7 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
     n = tr.workers
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=n)
-    model = build_model(resolve_model(tr.model), tr.seed)
+    model = build_model(resolve_model(tr.model, data.sample_shape, data.classes), tr.seed)
     ddp = DistributedDataParallel(model)
     began, step_no = [0.0], [0]
     if pacer is not None:  # the emulated compute time ends before the gradients are reduced
@@ -131,6 +132,6 @@ def ray_ps_train(cfg: TrainConfig, synchronous: bool) -> dict[str, Any]:
     """The plain Ray parameter server on this config (needs an initialised Ray)."""
     train_data, val_data, cluster = _setup(cfg)
     pacers = [cluster.pacer(r) for r in range(cfg.training.workers)]
-    snaps, wall, samples = ray_ps_run(cfg, resolve_model(cfg.training.model), train_data,
-                                      pacers, synchronous)
+    factory = resolve_model(cfg.training.model, train_data.sample_shape, train_data.classes)
+    snaps, wall, samples = ray_ps_run(cfg, factory, train_data, pacers, synchronous)
     return _summarise(cfg, cluster, snaps, wall, samples, val_data)

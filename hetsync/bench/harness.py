@@ -125,7 +125,8 @@ class Bench:
         if not path.exists():
             cfg = TrainConfig.from_flat(**self.base())
             data, _ = load_dataset(cfg)
-            model = build_model(resolve_model(cfg.training.model), 0)
+            model = build_model(resolve_model(cfg.training.model, data.sample_shape, data.classes),
+                                0)
             write_calibration(path, calibrate_s_per_sample(model, data.x,
                                                            cfg.training.batch_size), cfg)
         return str(path)

@@ -72,7 +72,8 @@ def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, sec
     """One emulated node alone: paced forward and backward passes, nothing else."""
     torch.set_num_threads(cfg.training.threads_per_worker)
     data, _ = load_dataset(cfg)
-    model = build_model(resolve_model(cfg.training.model), cfg.training.seed)
+    model = build_model(resolve_model(cfg.training.model, data.sample_shape, data.classes),
+                        cfg.training.seed)
     time.sleep(max(0.0, start_at - time.time()))
     out.put(paced_steps(model, data, batch, np.random.default_rng(worker),
                         until=start_at + seconds, pacer=pacer))
@@ -81,7 +82,8 @@ def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, sec
 def emulation_ceiling(cfg: TrainConfig, seconds: float) -> dict:
     """Samples/s of the emulated nodes alone, against the ideal of the same calibration."""
     train_data, _ = load_dataset(cfg)
-    model = build_model(resolve_model(cfg.training.model), cfg.training.seed)
+    model = build_model(resolve_model(cfg.training.model, train_data.sample_shape,
+                                      train_data.classes), cfg.training.seed)
     cluster = emulated_cluster(cfg, model, train_data)
     batches = proportional_batches(cfg.training.workers * cfg.training.batch_size,
                                    [1 / v for v in cluster.speeds])

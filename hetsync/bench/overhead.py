@@ -42,7 +42,7 @@ def plain_loop(cfg: TrainConfig) -> float:
     tr = cfg.training
     torch.set_num_threads(tr.threads_per_worker)
     data, _ = load_dataset(cfg)
-    model = build_model(resolve_model(tr.model), tr.seed)
+    model = build_model(resolve_model(tr.model, data.sample_shape, data.classes), tr.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.update.lr, momentum=cfg.update.momentum)
     start = time.perf_counter()
     samples = paced_steps(model, data, tr.batch_size, np.random.default_rng(tr.seed),
@@ -55,7 +55,7 @@ def round_trip(model_name: str, calls: int) -> dict[str, float]:
     gradient and the buffers up, the new weights and buffers down), split into the server's
     update (timed in-process) and the remainder, which is moving the bytes (not timed on its
     own); an empty Ray actor call beside it, for reference."""
-    model = build_model(resolve_model(model_name), 0)
+    model = build_model(resolve_model(model_name, (1, 28, 28), 10), 0)  # as on MNIST
     weights, buffers = params_to_vector(model), buffers_to_vector(model)
     kw = dict(weights=weights, buffers=buffers, workers=1, bound=None, barrier=False, lr=0.01,
               momentum=0.5, batch_size=64, iterations=10**9, eval_every=10**9)

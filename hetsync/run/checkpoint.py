@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from hetsync.config import FLAT
+from hetsync.config import FLAT, TrainConfig
 from hetsync.errors import ConfigError, DivergedError, HetsyncError
 from hetsync.run.metrics import write_json_atomic
 
@@ -37,7 +37,7 @@ FORMAT = 4
 # lives) may change between the saved run and the resumed one.
 IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "batch_size",
             "lr", "lr_schedule", "momentum", "iterations", "update", "local_steps", "gamma", "allocation",
-            "seed", "synthetic_samples")
+            "seed", "synthetic_samples", "val_fraction", "image_size", "image_mode")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -183,8 +183,10 @@ def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
     if ckpt.format != FORMAT:
         raise ConfigError(f"{path} has format {ckpt.format}; this hetsync reads {FORMAT}")
     ours = identity(cfg)
-    differ = [f"{k} {ckpt.identity.get(k)!r} there, {ours[k]!r} here" for k in IDENTITY
-              if ckpt.identity.get(k) != ours[k]]
+    # a setting newer than the checkpoint had its default value in the saved run
+    theirs = {**identity(TrainConfig()), **ckpt.identity}
+    differ = [f"{k} {theirs[k]!r} there, {ours[k]!r} here" for k in IDENTITY
+              if theirs[k] != ours[k]]
     if differ:
         raise ConfigError(f"the checkpoint in {out_dir} is from a run with other settings: "
                           + "; ".join(differ))

@@ -66,7 +66,7 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
         raise ConfigError(f"--batch-size {tr.batch_size} is larger than a worker's share of the "
                           f"data ({shard} of {len(train_data)} samples); lower it or use fewer "
                           "workers")
-    factory = resolve_model(tr.model)
+    factory = resolve_model(tr.model, train_data.sample_shape, train_data.classes)
     model = build_model(factory, tr.seed)
     resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()))
     stored = cfg.output.out_dir / "calibration.json" if cfg.output.out_dir else None
@@ -113,6 +113,8 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
         evaluation.close()
         torch.set_num_threads(threads)
     load_into(model, final.weights, final.buffers)
+    # what using model.pt needs: the input shape, the classes, the normalisation
+    summary = {**summary, "data": train_data.describe(val_data)}
     if out is not None:
         write_json_atomic(out / "summary.json", summary)
         write_json_atomic(out / "timeline.json", {

@@ -44,6 +44,14 @@ from hetsync.errors import ConfigError
      "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
     (["--dataset", "mnist-10k"], "needs --data-dir"),
+    (["--dataset", "idx"], "dataset 'idx' needs --data-dir (the folder with the IDX files)"),
+    (["--dataset", "idx", "--data-dir", "/nonexistent/idx"], "does not exist"),
+    (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+    (["--dataset", "cifar10"], "needs --data-dir (the folder with the CIFAR-10 binary files)"),
+    (["--dataset", "folder"], "needs --data-dir (the folder with one sub-folder of images per "
+                              "class)"),
+    (["--image-size", "4"], "--image-size must be >= 8 (got 4)"),
+    (["--image-mode", "cmyk"], "--image-mode must be one of auto, rgb, grey"),
     (["--dataset", "synthetic", "--synthetic-samples", "64", "--workers", "4",
       "--batch-size", "32"], "larger than a worker's share of the data"),
 ])
@@ -204,3 +212,41 @@ def test_the_cli_page_is_the_programs_own_help():
 
     page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     assert page.read_text() == help_markdown(), "run: hetsync cli-docs > docs/cli.md"
+
+
+def test_the_example_configs_are_config_files_the_cli_reads(capsys):
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
+    assert examples
+    for path in examples:
+        argv = ["train", "--config", str(path), "--data-dir", "somewhere", "--print-config"]
+        assert main(argv) == 0, capsys.readouterr().err
+        cfg = config_from_args(build_parser().parse_args(argv), argv)
+        assert cfg.data.data_dir == "somewhere"  # flags on top of the file
+    assert (cfg.training.model, cfg.data.dataset, cfg.emulation.speeds, cfg.allocation.mode) \
+        == ("resnet-small", "cifar10", (1.0, 2.0), "idpa")  # cifar10-heterogeneous.toml
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "folder", "idx"])
+def test_a_bad_file_of_each_new_format_is_one_line_on_the_command_line(tmp_path, capsys,
+                                                                        dataset):
+    tmp_path = tmp_path / "data"  # not the working folder, where the run's runs/ goes
+    tmp_path.mkdir()
+    if dataset == "cifar10":
+        for name in [*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"]:
+            (tmp_path / name).write_bytes(bytes(3073))
+        (tmp_path / "data_batch_2.bin").write_bytes(bytes(3000))
+        bad = "data_batch_2.bin has the wrong size"
+    elif dataset == "folder":
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "1.png").write_bytes(b"not a png")
+        bad = "a/1.png is not a readable image"
+    else:
+        (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+        (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+        bad = "train-images-idx3-ubyte has magic number 2049, expected 2051"
+    assert main(["train", "--quiet", "--dataset", dataset, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hetsync: error: ") and bad in err[0], err

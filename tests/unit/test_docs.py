@@ -72,3 +72,20 @@ def test_the_like_for_like_comparison_is_compare_of_the_committed_runs():
 
     table, warnings = compare([ROOT / "docs/runs/ssp-idpa", ROOT / "docs/runs/ssp-uniform"])
     assert not warnings and table in _text("README.md")
+
+
+def test_the_idx_against_mnist_10k_figures_are_those_of_the_committed_runs():
+    runs = ROOT / "docs/runs/idx-vs-mnist10k"
+    data = _text("docs/data.md")
+    for dataset in ("mnist-10k", "idx"):
+        summaries = [json.loads((runs / f"{dataset}-{n}.summary.json").read_text())
+                     for n in (1, 2, 3)]
+        assert all(s["config"]["data"]["dataset"] == dataset and s["iterations"] == 600
+                   and s["workers"] == 2 and s["config"]["training"]["seed"] == 0
+                   for s in summaries)
+        accuracies = [s["final_val_accuracy"] for s in summaries]
+        mean = sum(accuracies) / 3
+        row = f"| {dataset} | {', '.join(f'{a:.4g}' for a in accuracies)} | {mean:.4f} |"
+        assert row in data, row
+    idx = json.loads((runs / "idx-1.summary.json").read_text())["data"]
+    assert f"mean {idx['mean'][0]} and deviation {idx['std'][0]}" in data

@@ -91,7 +91,7 @@ def _drive(tmp_path, dies=(), writer=None, **settings):
                                 iterations=40, eval_every=10, workers=3, sync="asp",
                                 progress=False, **settings)
     train_data, val_data = load_dataset(cfg)
-    factory = resolve_model(cfg.training.model)
+    factory = resolve_model(cfg.training.model, train_data.sample_shape, train_data.classes)
     pool = FakePool(cfg, factory, train_data, dies)
     scalars = RunScalars.for_run(writer, cfg) if writer is not None else None
     log = MetricsLog(None, listener=scalars.record if scalars else None)
@@ -113,7 +113,7 @@ def test_the_driver_spends_the_budget_and_reports_every_evaluation(tmp_path):
     assert [r["iterations"] for r in log.records if r["kind"] == "eval"] == [10, 20, 30, 40]
     assert log.records[-1]["kind"] == "final" and final.iterations == 40
     assert sum(r.iterations for r in driver.reports) == 40
-    initial = params_to_vector(build_model(resolve_model("lenet5"), 0))
+    initial = params_to_vector(build_model(resolve_model("lenet5", (1, 28, 28), 10), 0))
     assert not np.array_equal(final.weights, initial)
     assert summary["config"]["consistency"]["sync"] == "asp"
 
