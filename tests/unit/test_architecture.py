@@ -1,6 +1,6 @@
 """The package's shape, checked from its source: the wings import only downwards, no module
-imports itself round a circle, no class grows past 200 lines, and only the cluster wing
-calls Ray actors (docs/architecture.md)."""
+imports itself round a circle, no class grows past 200 lines (docstrings not counted), and only
+the cluster wing calls Ray actors (docs/architecture.md)."""
 
 import ast
 from pathlib import Path
@@ -72,12 +72,22 @@ def test_no_import_circles():
         visit(m, [])
 
 
+def _docstring_lines(cls: ast.ClassDef) -> int:
+    """Lines of the docstrings in `cls`, its own and its methods': the limit is on code, and
+    test_docstrings requires a docstring on every public method, so they must not count."""
+    docs = [n.body[0] for n in ast.walk(cls)
+            if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and ast.get_docstring(n) is not None]
+    return sum(d.end_lineno - d.lineno + 1 for d in docs)
+
+
 def test_no_class_over_200_lines():
-    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for _, path in _modules()
-            for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 200]
-    assert not long
+    sizes = [(path.name, node.name, node.end_lineno - node.lineno + 1 - _docstring_lines(node))
+             for _, path in _modules()
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ClassDef)]
+    assert not [f"{file}:{name} ({n} lines besides docstrings)" for file, name, n in sizes
+                if n > 200]
 
 
 def test_only_the_cluster_wing_calls_ray_actors_and_the_core_and_run_import_no_ray():
