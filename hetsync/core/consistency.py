@@ -17,17 +17,23 @@ from enum import Enum
 
 
 class Action(Enum):
+    """What the staleness gate tells a worker about to start an iteration."""
+
     PROCEED = "proceed"
     WAIT = "wait"
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """The gate's answer; `reason` (empty for PROCEED) says why the worker waits, in words for a
+    log or an error message."""
+
     action: Action
     reason: str = ""
 
     @property
     def proceed(self) -> bool:
+        """Whether the worker may start now."""
         return self.action is Action.PROCEED
 
 
@@ -40,6 +46,8 @@ class StalenessGate:
         self.bound = bound
 
     def decide(self, clock: int, min_clock: int) -> Verdict:
+        """PROCEED if `clock` is at most `bound` ahead of `min_clock` (always under ASP), else
+        WAIT with the gap in the reason."""
         if self.bound is None or clock - min_clock <= self.bound:
             return Verdict(Action.PROCEED)
         return Verdict(
@@ -59,12 +67,16 @@ class Membership:
         self.live: set[int] = set(range(workers))
 
     def leave(self, worker: int) -> None:
+        """`worker` is no longer live; leaving twice is harmless."""
         self.live.discard(worker)
 
     def join(self, worker: int) -> None:
+        """`worker` is live again; the clock it goes on from is the clock table's business
+        (`ClockTable.join`)."""
         self.live.add(worker)
 
     def revive_all(self) -> None:
+        """Every worker live again, as loading a checkpoint makes them."""
         self.live = set(range(self.workers))
 
 
@@ -83,6 +95,8 @@ class ClockTable:
         return min(self.clocks[w] for w in self.members.live)
 
     def slowest(self) -> int | None:
+        """The live worker with the smallest clock (the lowest id on a tie), or None when none is
+        live."""
         live = self.members.live
         return min(live, key=lambda w: (self.clocks[w], w)) if live else None
 
@@ -91,6 +105,7 @@ class ClockTable:
         return self.clocks[worker] - self.min_clock()
 
     def advance(self, worker: int) -> None:
+        """Count one more applied push of `worker`."""
         self.clocks[worker] += 1
 
     def join(self, worker: int) -> int:
@@ -113,21 +128,30 @@ class ConsistencyController:
 
     @property
     def live(self) -> set[int]:
+        """The live workers: the `Membership`'s own set, which the allocator shares, not a copy."""
         return self.members.live
 
     def clock(self, worker: int) -> int:
+        """`worker`'s clock: its applied pushes, set to the slowest live clock when it rejoins
+        (`ClockTable.join`)."""
         return self.table.clocks[worker]
 
     def min_clock(self) -> int:
+        """The slowest live worker's clock; with none live, the largest clock seen."""
         return self.table.min_clock()
 
     def join(self, worker: int) -> int:
+        """(Re)admit `worker`; returns the clock it goes on from (the slowest live one if it had
+        left)."""
         return self.table.join(worker)
 
     def leave(self, worker: int) -> None:
+        """`worker` holds no one back from now on; its clock stays in the table (status reports
+        it)."""
         self.members.leave(worker)
 
     def may_start(self, clock: int) -> Verdict:
+        """The gate's verdict on starting iteration `clock`, against the slowest live worker now."""
         return self.gate.decide(clock, self.table.min_clock())
 
     def record_applied(self, worker: int) -> int:
@@ -149,6 +173,7 @@ class ConsistencyController:
         )
 
     def state_dict(self) -> dict:
+        """The clocks and the live workers, as plain values for a checkpoint."""
         return {"clocks": dict(self.table.clocks), "live": sorted(self.members.live)}
 
     def load_state_dict(self, state: dict) -> None:

@@ -23,6 +23,9 @@ ALLOCATIONS = ("uniform", "idpa")
 
 @dataclass
 class Chunk:
+    """Sample indices handed to one worker, to consume in order at `batch_size`; `epoch` says
+    whether unconsumed ones may still go back to the pool."""
+
     indices: np.ndarray  # the samples to consume, in order
     batch_size: int  # the batch size to consume them with, from now on
     epoch: int
@@ -174,6 +177,8 @@ class Allocator:
                 "batches": dict(self.batches)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict`: the pool starts at its front (what was unconsumed at the
+        save); under idpa the global batch is re-split over the workers live now."""
         self.rng.bit_generator.state = state["rng"]
         self.epoch = state["epoch"]
         self.pool, self.pos = state["pool"].numpy().copy(), 0
@@ -202,6 +207,8 @@ class ShardSampler:
         self.order, self.pos = self.shard, len(self.shard)
 
     def next(self) -> np.ndarray:
+        """The next `batch` indices of this rank's shard; when fewer are left a new epoch begins,
+        reshuffled, so an epoch's last partial batch is skipped."""
         if self.pos + self.batch > len(self.order):
             self.order, self.pos = self.rng.permutation(self.shard), 0
         self.pos += self.batch

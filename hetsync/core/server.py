@@ -34,9 +34,12 @@ class IterationBudget:
 
     @property
     def remaining(self) -> int:
+        """Gradients not yet handed out as tickets."""
         return self.total - self.granted
 
     def grant(self, want: int) -> int:
+        """Hand out up to `want` tickets, fewer (or none) when the budget runs short; returns how
+        many."""
         n = max(0, min(want, self.remaining))
         self.granted += n
         return n
@@ -48,23 +51,29 @@ class IterationBudget:
 
 @dataclass
 class StalenessStats:
+    """Maxima and histograms of the applied pushes' staleness (clock gap) and version lag, for
+    status and summary.json."""
+
     max_staleness: int = 0
     max_lag: int = 0
     staleness: Counter = field(default_factory=Counter)
     lag: Counter = field(default_factory=Counter)
 
     def record(self, staleness: int, lag: int) -> None:
+        """Count one applied push's staleness and version lag."""
         self.max_staleness = max(self.max_staleness, staleness)
         self.max_lag = max(self.max_lag, lag)
         self.staleness[staleness] += 1
         self.lag[lag] += 1
 
     def state_dict(self) -> dict:
+        """The counters as plain values, for a checkpoint."""
         return {"max_staleness": self.max_staleness, "max_lag": self.max_lag,
                 "staleness": dict(self.staleness), "lag": dict(self.lag)}
 
     @classmethod
     def from_state(cls, st: dict) -> StalenessStats:
+        """The counters a `state_dict` saved."""
         return cls(st["max_staleness"], st["max_lag"], Counter(st["staleness"]),
                    Counter(st["lag"]))
 
@@ -82,6 +91,9 @@ class Awaiting:
 
 
 class ParameterServer:
+    """The global weights and all that decides their updates, as plain Python: the actor calls it
+    under its lock and does the waiting (module docstring)."""
+
     def __init__(self, weights: np.ndarray, workers: int, bound: int | None, barrier: bool,
                  lr: float, momentum: float, batch_size: int, iterations: int,
                  eval_every: int, buffers: np.ndarray | None = None, lease: int = 2,
@@ -144,6 +156,8 @@ class ParameterServer:
         self._maybe_close_round()
 
     def reply(self, worker: int, want: int = 1, copy: bool = True) -> Reply:
+        """A reply to `worker` granting up to `want` pushes' worth of tickets; `copy=False` gives
+        views of the live weights, which the next update changes in place."""
         return self._reply(worker, want * self.steps_per_push, self.consistency.clock(worker),
                            copy)
 
@@ -228,17 +242,23 @@ class ParameterServer:
                      clock, self.schedule.at(self.applied))
 
     def weights(self) -> np.ndarray:
+        """A copy of the global weights, safe to keep across updates."""
         return self.w.detach().numpy().copy()
 
     def snapshot(self) -> Snapshot:
+        """The weights, buffers and counters now, stamped with time.time() for the accuracy
+        curve."""
         return Snapshot(self.weights(), self.buffers, self.applied, self.samples, self.version,
                         time.time())
 
     def take_snapshots(self) -> list[Snapshot]:
+        """The snapshots taken every `eval_every` applied gradients since the last call; each is
+        handed out once."""
         out, self._snapshots = self._snapshots, []
         return out
 
     def status(self) -> Status:
+        """The counters now, for the driver; histogram keys are strings, as JSON has them."""
         return Status(
             iterations=self.applied,
             samples=self.samples,

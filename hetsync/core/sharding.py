@@ -94,6 +94,8 @@ class SnapshotZipper:
         self.pending: list[list[Snapshot]] = [[] for _ in range(shards)]
 
     def add(self, per_shard: list[list[Snapshot]]) -> list[Snapshot]:
+        """Queue the shards' new snapshots (one list per shard); returns, merged and in order,
+        those every shard has now taken."""
         for queue, new in zip(self.pending, per_shard, strict=True):
             queue.extend(new)
         ready = min(len(q) for q in self.pending)

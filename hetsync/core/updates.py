@@ -39,6 +39,8 @@ class LrSchedule:
     floor: float = 0.1
 
     def at(self, done: int) -> float:
+        """The rate after `done` iterations of the budget: `base` if constant, else the cosine,
+        held at `floor * base` past the end of the budget."""
         if self.kind == "constant":
             return self.base
         progress = min(1.0, max(0, done) / max(1, self.total))
@@ -70,9 +72,13 @@ class SgdRule:
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> None:
+        """One step on a pushed gradient of `samples` samples, at lr * samples / batch_size; the
+        other arguments are AGWU's and ignored here."""
         self._step(read_only(payload), samples, 1)
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
+        """BSP: one step on the round's gradients averaged by samples, at the rate for all their
+        samples; the schedule moves on by one iteration per gradient."""
         total = sum(s for _, _, s, _ in contributions)
         if self._mean is None:
             self._mean = torch.empty_like(self.w)
@@ -82,11 +88,12 @@ class SgdRule:
         self._step(self._mean, total, len(contributions))
 
     def state_dict(self) -> dict:
-        # The momentum buffer and where the schedule stands (tensors and numbers only).
+        """The momentum buffer and where the schedule stands (tensors and numbers only)."""
         return {"momentum_buffer": None if self.buf is None else self.buf.clone(),
                 "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict`; the buffer is copied, so the saved state stays unchanged."""
         self.buf = None if state["momentum_buffer"] is None else state["momentum_buffer"].clone()
         self.done = state["done"]
 
@@ -104,6 +111,9 @@ class SgdRule:
 
 
 class AgwuRule:
+    """AGWU's merge (module docstring): a replica pulls the weights toward it by gamma**lag * b_j
+    on arrival; under BSP the round's replicas are averaged by b_j."""
+
     def __init__(self, w: torch.nn.Parameter, gamma: float):
         self.w = w
         self.gamma = gamma
@@ -117,13 +127,17 @@ class AgwuRule:
         return 1.0 / max(1, len(live))
 
     def state_dict(self) -> dict:
+        """Each worker's latest reported accuracy, from which b_j is computed."""
         return {"accuracy": dict(self.accuracy)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from the accuracies `state_dict` saved."""
         self.accuracy = {int(w): float(a) for w, a in state["accuracy"].items()}
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> float:
+        """Merge one replica, W += coef * (replica - W) with coef = gamma**lag * b_j, after
+        recording `accuracy`; returns coef. `samples` plays no part."""
         if accuracy is not None:
             self.accuracy[worker] = accuracy
         coef = self.gamma ** lag * self.weight_of(worker, live | {worker})
@@ -132,6 +146,8 @@ class AgwuRule:
         return coef
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
+        """BSP: the weights become the round's replicas averaged by b_j (over the round's
+        workers), after recording their accuracies; lag plays no part."""
         for worker, _, _, acc in contributions:
             if acc is not None:
                 self.accuracy[worker] = acc

@@ -151,11 +151,13 @@ class FlatModel:
                 offset += k
 
     def load(self, weights: np.ndarray, buffers: np.ndarray | None = None) -> None:
+        """Copy flat weights, and buffers if given, into the model; the vectors may be read-only."""
         self.weights.copy_(_as_tensor(weights))
         if buffers is not None:
             _copy_into(list(self.model.buffers()), _as_tensor(buffers), "buffer values")
 
     def zero_grad(self) -> None:
+        """Zero the gradient buffer in place: the grads must stay views into it, never None."""
         self.grads.zero_()
 
     def grad_vector(self) -> np.ndarray:
@@ -193,6 +195,7 @@ class Frame:
 
     @property
     def kind(self) -> int:
+        """What the frame carries: PUSH, WAIT, BYE, REPLY or ERROR."""
         return int(self.ints[0])
 
     def _head(self, kind: int, a: int, b: int, c: int, d: int, flags: int, x: float,
@@ -212,6 +215,7 @@ class Frame:
         return self.buffers if flags & self.HAS_BUFFERS else None
 
     def write_contribution(self, c: Contribution, last: bool) -> None:
+        """Fill the frame with one contribution; `last` marks the final frame of its push."""
         flags = self._put(c.payload, c.buffers) | (self.LAST if last else 0)
         flags |= self.HAS_ACCURACY if c.accuracy is not None else 0
         self._head(self.PUSH, c.clock, c.base_version, c.samples, c.steps, flags, c.loss,
@@ -230,9 +234,11 @@ class Frame:
         self._head(kind, clock, 0, 0, 0, 0, 0.0, 0.0)
 
     def request_clock(self) -> int:
+        """The clock a WAIT asks about (on a PUSH frame, its contribution's clock)."""
         return int(self.ints[1])
 
     def write_reply(self, r: Reply) -> None:
+        """Fill the frame with a reply: the weights, the buffers if any, and the counters."""
         flags = self._put(r.weights, r.buffers)
         self._head(self.REPLY, r.version, r.min_clock, r.granted, r.clock, flags, r.lr,
                    r.waited_s)
@@ -242,6 +248,8 @@ class Frame:
         self._head(self.ERROR, 0, 0, 0, 0, 0, 0.0, 0.0)
 
     def read_reply(self) -> Reply:
+        """The reply in the frame; its weights and buffers are views, valid until the next
+        receive into this frame."""
         _, version, min_clock, granted, clock, flags = self.ints[:6].tolist()
         return Reply(self.payload, self._buffers(flags), version, min_clock, granted, clock,
                      float(self.floats[6]), float(self.floats[7]))

@@ -64,17 +64,40 @@ class PushPolicy:
 
 
 class ServerClient(Protocol):
-    def join(self, worker: int) -> Reply: ...
-    def push(self, worker: int, contributions: list[Contribution]) -> Any: ...
-    def wait_until_allowed(self, worker: int, clock: int) -> Any: ...
-    def get(self, handle: Any) -> Any: ...
-    def leave(self, worker: int) -> None: ...
+    """What the worker loop needs of the server: `join` and `leave` block; `push` and
+    `wait_until_allowed` return a handle that `get` resolves."""
+
+    def join(self, worker: int) -> Reply:
+        """(Re)join; blocks for the reply: the weights, the clock to go on from, the first
+        tickets."""
+
+    def push(self, worker: int, contributions: list[Contribution]) -> Any:
+        """Send one push (one or more contributions); the handle's reply comes once the last of
+        them is applied."""
+
+    def wait_until_allowed(self, worker: int, clock: int) -> Any:
+        """Ask for a reply once iteration `clock` may start; returns a handle."""
+
+    def get(self, handle: Any) -> Any:
+        """Block for a handle's reply; raises what stopped the server answering."""
+
+    def leave(self, worker: int) -> None:
+        """Leave for good; blocks until the server has let go of the worker."""
 
 
 class AllocatorClient(Protocol):
-    def next_chunk(self, worker: int, samples: int, seconds: float) -> Any: ...
-    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None: ...
-    def get(self, handle: Any) -> Chunk: ...
+    """What a `ChunkFeed` needs of the data allocator: `next_chunk` returns a handle that `get`
+    resolves."""
+
+    def next_chunk(self, worker: int, samples: int, seconds: float) -> Any:
+        """Report `samples` computed in `seconds` since the last request, and ask for the next
+        chunk; returns a handle."""
+
+    def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        """Return unconsumed `indices` of `epoch` to the pool; blocks until done."""
+
+    def get(self, handle: Any) -> Chunk:
+        """Block for a `next_chunk` handle's chunk."""
 
 
 @dataclass
@@ -121,6 +144,8 @@ class ChunkFeed:
         return sum(len(s[0]) for s in self.segments)
 
     def next_batch(self) -> np.ndarray:
+        """The next batch of indices, at the latest chunk's batch size; blocks on the allocator
+        while fewer than that are queued."""
         while not self.batch_size or self._queued() < self.batch_size:
             chunk = self.allocator.get(self.pending)
             self.segments.append([chunk.indices, chunk.epoch])
@@ -138,6 +163,8 @@ class ChunkFeed:
         return np.concatenate(out)
 
     def record(self, samples: int, seconds: float) -> None:
+        """Add `seconds` of compute for `samples` samples; the sums go with the next chunk
+        request, as the speed IDPA measures."""
         self.samples += samples
         self.seconds += seconds
 
@@ -173,6 +200,8 @@ class Worker:
         self.feed: ChunkFeed | None = None
 
     def load(self, reply: Reply) -> None:
+        """Take a reply's learning rate, and its weights and buffers only if they are a newer
+        global version than the replica holds."""
         self.lr = reply.lr
         if reply.version > self.version:
             self.flat.load(reply.weights, reply.buffers)
