@@ -61,6 +61,8 @@ class ServerActor:
         self.pairs: PairServer | None = None
 
     async def ready(self) -> tuple[str, int]:
+        """(node id, pid) of this process once its constructor (and any checkpoint load) has run;
+        the driver waits on it at start and keeps it to kill the process for real."""
         return whereabouts()
 
     async def cpu_seconds(self) -> float:
@@ -138,6 +140,8 @@ class ServerActor:
         raise self.pairs.errors.pop(worker, ClusterError("no error was recorded"))
 
     async def pair_connect_seconds(self) -> list[float]:
+        """Seconds each gloo pair took to build, for `hetsync bench capacity`; empty before the
+        first pair and under the Ray transport."""
         return [] if self.pairs is None else list(self.pairs.connect_s)
 
     def _change(self, action: Callable[[], Any]) -> Any:
@@ -147,15 +151,22 @@ class ServerActor:
             return result
 
     async def join(self, worker: int) -> Reply:
+        """(Re)admit `worker` and reply at once (joining never waits): the weights, the clock it
+        goes on from and a lease of tickets."""
         return self._change(lambda: self.ps.join(worker))
 
     async def push(self, worker: int, contributions: list[Contribution]) -> Reply:
+        """Apply a push that came as a Ray call; replies once it is applied (under BSP, once its
+        round closes), or raises `ClusterError` naming who is late after the run's timeout."""
         return await self._settle(lambda: self.ps.push(worker, contributions))
 
     async def wait_until_allowed(self, worker: int, clock: int) -> Reply:
+        """Reply, with fresh weights, once iteration `clock` may start; bounded as `push` is."""
         return await self._settle(lambda: self.ps.wait_until_allowed(worker, clock))
 
     async def leave(self, worker: int) -> None:
+        """`worker` finished: it holds no one back and its unused tickets return to the budget
+        (its unconsumed data came back through `give_back`)."""
         self._change(lambda: self.ps.leave(worker))
 
     async def lose(self, worker: int) -> None:
@@ -166,18 +177,24 @@ class ServerActor:
         self._change(lost)
 
     async def status(self) -> Status:
+        """The server's counters now (`ParameterServer.status`)."""
         with self.lock:
             return self.ps.status()
 
     async def take_snapshots(self) -> list[Snapshot]:
+        """The snapshots taken since the last call; each is handed out once."""
         with self.lock:
             return self.ps.take_snapshots()
 
     async def final(self) -> Snapshot:
+        """The weights and buffers now, as a snapshot: the run's final model once the workers are
+        done."""
         with self.lock:
             return self.ps.snapshot()
 
     async def state_dict(self) -> dict:
+        """This process's part of a checkpoint, `{allocator, server}`, taken under one hold of
+        the lock."""
         # The allocator first: data handed out after its state was taken is handed out again
         # on resume (trained twice at worst), where the other order could skip samples.
         with self.lock:
@@ -185,20 +202,29 @@ class ServerActor:
 
     # ------------------------------------------------------------------ the data allocator
     async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
+        """Record `worker`'s speed (`samples` computed in `seconds` since its last request; IDPA
+        may rebalance on it), then hand it its next chunk."""
         with self.lock:
             self.allocator.report(worker, samples, seconds)
             return self.allocator.next_chunk(worker)
 
     async def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        """Unconsumed `indices` of `epoch` go back to the front of the pool (dropped if that
+        epoch is over)."""
         with self.lock:
             self.allocator.give_back(worker, indices, epoch)
 
     async def allocation_changes(self, since: int) -> list[dict]:
+        """The allocator's rebalancings from index `since` on: the driver passes how many it has
+        seen, so that each reaches metrics.jsonl once."""
         with self.lock:
             return self.allocator.changes[since:]
 
 
 class WorkerActor:
+    """A `Worker` made remote; `run` trains it against the server, and again after Ray restarts
+    its process (the constructor then runs anew)."""
+
     def __init__(self, device: str = "cpu", **kwargs: Any):
         """`device` as asked for (auto, cpu, cuda): what it becomes depends on the GPUs Ray
         gave this process. A device that cannot be had is raised by `ready`, so that the
@@ -213,6 +239,8 @@ class WorkerActor:
         self.worker = Worker(device=chosen, **kwargs)
 
     def ready(self) -> tuple[str, int]:
+        """(node id, pid) once started; raises the device error the constructor kept, so that the
+        driver reports it as one line."""
         if self.failed is not None:
             raise self.failed
         return whereabouts()
@@ -239,6 +267,8 @@ def server_client(transport: str, servers: list, worker: int, timeout_s: float):
 
 
 def remote_server(**kwargs: Any):
+    """Start one server shard as an actor (`ServerActor`'s keyword arguments); returns its handle
+    at once, without waiting for the constructor."""
     # num_cpus=0: the server is light; CPUs are reserved for the workers.
     return ray.remote(num_cpus=0)(ServerActor).remote(**kwargs)
 

@@ -62,19 +62,27 @@ class RayServerClient:
         self.timeout_s = timeout_s
 
     def get(self, ref) -> Reply:
+        """Block for the reply to `ref`, at most the run's timeout plus REPLY_GRACE_S; a dead
+        server raises `ServerLost`, a hetsync error the server raised is re-raised as itself."""
         return bounded_get(ref, self.timeout_s + REPLY_GRACE_S,
                            "waiting for the parameter server", ServerLost)
 
     def join(self, worker: int) -> Reply:
+        """(Re)join and block (bounded as `get`) for the reply: the weights, the clock to go on
+        from and the first tickets."""
         return self.get(self.handle.join.remote(worker))
 
     def push(self, worker: int, contributions: list[Contribution]):
+        """Send a push without waiting; returns the reference for `get`."""
         return self.handle.push.remote(worker, contributions)
 
     def wait_until_allowed(self, worker: int, clock: int):
+        """Ask, without waiting, for a reply once iteration `clock` may start; returns the
+        reference for `get`."""
         return self.handle.wait_until_allowed.remote(worker, clock)
 
     def leave(self, worker: int) -> None:
+        """Leave and block (bounded as `get`) until the server has let go of the worker."""
         self.get(self.handle.leave.remote(worker))
 
     def close(self) -> None:
@@ -82,15 +90,22 @@ class RayServerClient:
 
 
 class RayAllocatorClient:
+    """A worker's view of the data allocator, which the server actor of shard 0 hosts."""
+
     def __init__(self, handle, timeout_s: float):
         self.handle = handle
         self.timeout_s = timeout_s
 
     def next_chunk(self, worker: int, samples: int, seconds: float):
+        """Report `samples` computed in `seconds` since the last request and ask for the next
+        chunk, without waiting; returns the reference for `get`."""
         return self.handle.next_chunk.remote(worker, samples, seconds)
 
     def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
+        """Return unconsumed `indices` of `epoch` to the pool; blocks until done (bounded as
+        `get`)."""
         self.get(self.handle.give_back.remote(worker, indices, epoch))
 
     def get(self, ref) -> Chunk:
+        """Block for a chunk, at most the run's timeout; a dead server raises `ServerLost`."""
         return bounded_get(ref, self.timeout_s, "waiting for the data allocator", ServerLost)

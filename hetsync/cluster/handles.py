@@ -91,9 +91,13 @@ class ServerHandle:
                              "asking the server for its CPU time"))
 
     def status(self) -> Status:
+        """Shard 0's counters: every shard applies the same pushes, and shard 0 decides the
+        budget."""
         return self._ask(self.actor.status.remote(), "asking the server for status")
 
     def alive(self) -> bool:
+        """Whether every shard still answers; False if one's process died (a timeout raises
+        `ClusterError` instead)."""
         try:
             self._all(lambda a: a.ready.remote(), "asking whether the server is alive")
             return True
@@ -101,14 +105,18 @@ class ServerHandle:
             return False
 
     def take_snapshots(self) -> list[Snapshot]:
+        """The snapshots every shard has taken since the last call, merged, in order; those a
+        shard took ahead of the others wait for a later call."""
         return self.snapshots.add(self._all(lambda a: a.take_snapshots.remote(),
                                             "taking snapshots"))
 
     def final(self) -> Snapshot:
+        """The weights now, every shard's range merged: the run's final model."""
         return merge_snapshots(self._all(lambda a: a.final.remote(),
                                          "fetching the final weights"))
 
     def allocation_changes(self, since: int) -> list[dict]:
+        """The allocator's rebalancings from index `since` on (shard 0 hosts the allocator)."""
         return self._ask(self.actor.allocation_changes.remote(since),
                          "asking the allocator for changes")
 
@@ -120,12 +128,17 @@ class ServerHandle:
                 "server": merge_states([p["server"] for p in parts])}
 
     def lose(self, worker: int) -> None:
+        """A worker's process died: on every shard it holds no one back and its tickets return,
+        and its unconsumed data goes back to the pool."""
         self._all(lambda a: a.lose.remote(worker), "removing a lost worker")
 
     def sigkill(self, shard: int = 0) -> None:
+        """Fault injection: kill one shard's process as a crash would (SIGKILL on this node,
+        ray.kill on another); -1 is the last shard."""
         _sigkill(self.actors[shard], self.shard_where[shard])
 
     def kill(self) -> None:
+        """Stop every shard's process now, the allocator with shard 0; nothing is saved."""
         for actor in self.actors:
             ray.kill(actor)
 
@@ -161,6 +174,7 @@ class WorkerPool:
 
     def launch(self, worker: int, server: ServerHandle, bound: int | None, policy: PushPolicy,
                cpu_hog: bool, transport: str) -> None:
+        """Start `worker`'s training run without waiting for it; `poll` reports its end."""
         ref = self.actors[worker].run.remote(server.actors, bound, self.timeout_s, policy,
                                              cpu_hog, transport)
         self.runs[ref] = worker
@@ -206,11 +220,15 @@ class WorkerPool:
                 time.sleep(POLL_S)
 
     def nodes(self) -> int:
+        """How many Ray nodes the workers run on (where each last started)."""
         return len({node for node, _ in self.where.values()})
 
     def sigkill(self, worker: int) -> None:
+        """Fault injection: kill `worker`'s process as a crash would; Ray restarts it if it has
+        restarts left."""
         _sigkill(self.actors[worker], self.where[worker])
 
     def kill(self) -> None:
+        """Stop every worker's actor for good (no restart), whatever it is doing."""
         for actor in self.actors:
             ray.kill(actor)

@@ -21,20 +21,29 @@ from hetsync.models import build_model
 
 
 class PlainServer:
+    """The peer's server, as Ray's example writes it: the weights and an SGD step, no clocks,
+    budget or data allocation."""
+
     def __init__(self, weights: np.ndarray, schedule: LrSchedule, momentum: float):
         self.w = torch.nn.Parameter(torch.from_numpy(weights.copy()))
         # batch_size 1 per gradient: an averaged step on k batches takes k times the rate
         self.rule = SgdRule(self.w, schedule, momentum, batch_size=1)
 
     def apply_gradients(self, *grads: np.ndarray) -> np.ndarray:
+        """One SGD step on the mean of `grads` at len(grads) times the rate (the linear scaling
+        hetsync's BSP uses); returns a copy of the new weights."""
         self.rule.apply_round([(i, g, 1, None) for i, g in enumerate(grads)])
         return self.w.detach().numpy().copy()
 
     def get_weights(self) -> np.ndarray:
+        """A copy of the current weights."""
         return self.w.detach().numpy().copy()
 
 
 class PlainWorker:
+    """The peer's worker: a fixed shard of the data (`ShardSampler`), and a gradient on whatever
+    weights it is sent."""
+
     def __init__(self, model_factory, seed: int, threads: int, rank: int, workers: int,
                  batch: int, data: ArrayData, pacer: StepPacer | None):
         torch.set_num_threads(threads)
@@ -44,9 +53,12 @@ class PlainWorker:
         self.sampler = ShardSampler(len(data), rank, workers, batch, seed)
 
     def ready(self) -> bool:
+        """True once the constructor has run (the model is built), for the driver to wait on."""
         return True
 
     def compute_gradients(self, weights: np.ndarray) -> np.ndarray:
+        """The gradient of the next batch of its shard at `weights`, paced where a node is
+        emulated; a copy, since the gradient buffer is reused."""
         began = time.time()
         self.flat.load(weights)
         idx = self.sampler.next()

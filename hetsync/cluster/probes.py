@@ -14,6 +14,9 @@ from hetsync.core.wire import Contribution
 
 
 class PushProbe:
+    """A client that computes nothing: it joins as worker `worker` when built; `run` pushes one
+    fixed gradient of `size` values as fast as the replies come."""
+
     def __init__(self, server, worker: int, size: int, timeout_s: float, transport: str):
         self.client = server_client(transport, [server], worker, timeout_s)
         self.worker = worker
@@ -21,6 +24,7 @@ class PushProbe:
         self.clock = self.client.join(worker).clock
 
     def ready(self) -> bool:
+        """True once built, that is once the probe has joined the server."""
         return True
 
     def run(self, start_at: float, seconds: float) -> tuple[int, float]:

@@ -74,9 +74,9 @@ def _lost(e: Exception) -> bool:  # gloo's own words for a peer that went away
 class PairServer:
     """The server's side: a rendezvous store, and one thread per open pair.
 
-    `serve(worker, contributions or None, clock)` is the actor's: it applies a push (or a
-    wait for `clock` when contributions is None) and returns the reply to copy into the
-    frame, with its lock held while it copies (the reply's weights are views)."""
+    `serve(worker, contributions or None, clock, frame)` is the actor's: it applies a push
+    (or a wait for `clock` when contributions is None) and writes the reply into `frame`,
+    with its lock held while it copies (the reply's weights are views)."""
 
     def __init__(self, params: int, buffers: int, timeout_s: float,
                  serve: Callable[[int, list[Contribution] | None, int, Frame], None]):
@@ -188,10 +188,14 @@ class GlooServerClient:
         return reply
 
     def join(self, worker: int) -> Reply:
+        """Join every shard over Ray and merge their replies; blocks, at most the run's timeout
+        plus REPLY_GRACE_S."""
         refs = [h.join.remote(worker) for h in self.handles]
         return self._merge([c.get(r) for c, r in zip(self.controls, refs, strict=True)])
 
     def push(self, worker: int, contributions: list[Contribution]) -> object:
+        """Send each contribution's range to every shard (the buffers to shard 0 only); returns
+        IN_FLIGHT once sent, the reply is `get`'s."""
         for i, c in enumerate(contributions):
             bases = self.versions.get(c.base_version, [c.base_version] * len(self.out))
             for k, (frame, (lo, hi)) in enumerate(zip(self.out, self.ranges, strict=True)):
@@ -202,6 +206,8 @@ class GlooServerClient:
         return IN_FLIGHT
 
     def wait_until_allowed(self, worker: int, clock: int) -> object:
+        """Ask every shard for a reply once iteration `clock` may start; returns IN_FLIGHT once
+        sent, the reply is `get`'s."""
         for frame in self.out:
             frame.write_request(Frame.WAIT, clock)
         self._exchange("send", self.out, "asking the parameter server")
@@ -217,6 +223,8 @@ class GlooServerClient:
         return self._merge([f.read_reply() for f in self.back])
 
     def leave(self, worker: int) -> None:
+        """Say BYE on every pair (the server's threads for them end), then leave every shard over
+        Ray; blocks, bounded."""
         for frame in self.out:
             frame.write_request(Frame.BYE)
         self._exchange("send", self.out, "leaving the parameter server")
