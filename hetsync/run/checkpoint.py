@@ -41,6 +41,8 @@ IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save `obj` to `path` through a temporary file, fsync and rename: a crash leaves the
+    old file or the new, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(obj, f)
@@ -50,6 +52,8 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_weights(path: str | os.PathLike) -> dict:
+    """A file of tensors and plain values, loaded on the CPU with `weights_only=True`;
+    `HetsyncError` if it is missing, corrupt or holds anything else."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
@@ -60,12 +64,17 @@ def load_weights(path: str | os.PathLike) -> dict:
 
 
 def identity(cfg) -> dict[str, Any]:
+    """`cfg`'s IDENTITY settings by flat name: what the saved run and the resuming one must
+    share."""
     d = cfg.to_dict()
     return {k: d[FLAT[k][0]][FLAT[k][1]] for k in IDENTITY}
 
 
 @dataclass
 class Checkpoint:
+    """What a resumed run needs, saved as a plain dict of these fields (`load_checkpoint`
+    rebuilds it and refuses one from other settings)."""
+
     identity: dict[str, Any]
     num_params: int
     server: dict  # ParameterServer.state_dict(), weights and buffers included
@@ -78,6 +87,7 @@ class Checkpoint:
 
     @property
     def iterations(self) -> int:
+        """Gradients applied when it was saved: where the resumed run goes on from."""
         return self.server["applied"]
 
     @classmethod
@@ -96,6 +106,7 @@ class Checkpoint:
                    time_to_target_s=time_to_target)
 
     def save(self, out_dir: Path) -> None:
+        """Write checkpoint.pt into `out_dir` atomically, replacing the previous one."""
         save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)
 
 
@@ -108,9 +119,12 @@ class CheckpointSchedule:
         self.next = (start // every + 1) * every if every else None
 
     def due(self, iterations: int) -> bool:
+        """Whether a checkpoint is due at `iterations` (never when `every` is 0)."""
         return self.next is not None and iterations >= self.next
 
     def saved(self, iterations: int) -> None:
+        """A checkpoint was saved at `iterations`: the next is due at the next multiple of
+        `every`."""
         self.next = (iterations // self.every + 1) * self.every
 
 

@@ -43,6 +43,8 @@ class Evaluator:
         self.data = data
 
     def evaluate(self, snapshot: Snapshot) -> tuple[float, float]:
+        """(mean loss, accuracy) of a snapshot on the validation data. It is loaded into the one
+        model, so calls must not overlap (the queue's single thread)."""
         load_into(self.model, snapshot.weights, snapshot.buffers)
         return evaluate(self.model, self.data)
 
@@ -62,6 +64,8 @@ class EvaluationQueue:
         self.thread = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
 
     def add(self, snapshots: list[Snapshot]) -> None:
+        """Queue snapshots for evaluation: started at once, or held until `results(block=True)`
+        when deferred."""
         self.held += snapshots
         if not self.deferred:
             self._submit()
@@ -109,4 +113,5 @@ class EvaluationQueue:
         self.pending.clear()
 
     def close(self) -> None:
+        """Stop the thread: queued evaluations are cancelled, one already running finishes first."""
         self.thread.shutdown(cancel_futures=True)

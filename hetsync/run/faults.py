@@ -23,12 +23,14 @@ class FaultPlan:
     server_kill: int | None = None
 
     def workers_due(self, status: Status) -> list[int]:
+        """The workers whose clock has reached their kill; each is returned once."""
         due = [w for w, at in self.worker_kills.items() if status.clocks[w] >= at]
         for w in due:
             del self.worker_kills[w]
         return due
 
     def server_due(self, status: Status) -> bool:
+        """Whether the run has done the iterations of the server's kill; true once only."""
         if self.server_kill is not None and status.iterations >= self.server_kill:
             self.server_kill = None
             return True
@@ -36,6 +38,8 @@ class FaultPlan:
 
 
 class Decision(Enum):
+    """What the driver does with a worker whose process died."""
+
     RESTART = "restart"
     LEAVE_BEHIND = "leave behind"
 
@@ -52,6 +56,7 @@ class RestartPolicy:
         self.server_restarts = 0
 
     def worker_lost(self, worker: int) -> Decision:
+        """RESTART while `worker` has restarts left (using one up), else LEAVE_BEHIND for good."""
         if self.restarts_left[worker] == 0:
             self.gone.append(worker)
             return Decision.LEAVE_BEHIND
@@ -69,4 +74,5 @@ class RestartPolicy:
         self.server_restarts += 1
 
     def live(self, workers: int) -> list[int]:
+        """The workers of 0..workers-1 not left behind: those the driver may launch again."""
         return [w for w in range(workers) if w not in self.gone]

@@ -50,6 +50,8 @@ class MetricsLog:
         self._file = open(path, "a") if path is not None else None
 
     def write(self, kind: str, **fields: Any) -> dict:
+        """Append `{kind, **fields}`, flushed at once so that a crash of the driver keeps it, and
+        pass it to the listener; returns the record."""
         record = {"kind": kind, **fields}
         self.records.append(record)
         if self._file is not None:
@@ -60,6 +62,7 @@ class MetricsLog:
         return record
 
     def close(self) -> None:
+        """Close metrics.jsonl; the records stay in memory."""
         if self._file is not None:
             self._file.close()
 
@@ -78,6 +81,8 @@ class Progress:
 
     def update(self, elapsed: float, iterations: int, samples: int, val_acc: float | None,
                loss: float | None, max_staleness: int, force: bool = False) -> None:
+        """Redraw the line on a terminal; elsewhere print it if `every_s` has passed since the
+        last, or `force`. `elapsed` in seconds; None figures show as dashes."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -97,6 +102,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the redrawn line with a newline (on a terminal only)."""
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()

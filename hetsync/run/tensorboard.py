@@ -27,9 +27,15 @@ class ScalarWriter(Protocol):
     """What `RunScalars` writes through: the part of `SummaryWriter` it uses."""
 
     def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None,
-                   walltime: float | None = None) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
+                   walltime: float | None = None) -> None:
+        """One value of `tag` at step `global_step`; `walltime` in seconds since the epoch (None:
+        now)."""
+
+    def flush(self) -> None:
+        """Write what is buffered to the events file."""
+
+    def close(self) -> None:
+        """Flush and close the events file."""
 
 
 class NullWriter:
@@ -38,13 +44,13 @@ class NullWriter:
 
     def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None,
                    walltime: float | None = None) -> None:
-        pass
+        """Take the scalar and drop it."""
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush."""
 
     def close(self) -> None:
-        pass
+        """Nothing to close."""
 
 
 def _summary_writer_class():

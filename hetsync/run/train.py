@@ -46,6 +46,9 @@ from hetsync.run.tensorboard import NullWriter, RunScalars, check_tensorboard, o
 
 @dataclass
 class TrainResult:
+    """What `train` returns: summary.json's contents, the model holding the final weights, every
+    metrics.jsonl record, and each worker's merged report."""
+
     summary: dict[str, Any]
     model: nn.Module
     metrics: list[dict] = field(default_factory=list)
@@ -143,6 +146,8 @@ def server_arguments(cfg: TrainConfig, model: nn.Module, samples: int,
 
 
 def start_workers(cfg: TrainConfig, cluster, factory, train_data) -> WorkerPool:
+    """The run's worker actors, one per worker and paced as the emulated cluster says; returns
+    once every one has started (bounded)."""
     tr = cfg.training
     return WorkerPool(tr.workers, tr.threads_per_worker, cfg.faults.max_restarts,
                       cfg.cluster.timeout_s, train_data,
@@ -184,6 +189,8 @@ class Driver:
 
     # ------------------------------------------------------------------ actors
     def start(self, factory, model: nn.Module, train_data) -> None:
+        """Start the workers, then the server (fresh or from the checkpoint); the run's clock
+        starts once they are up, where a resumed run's left off."""
         self.server_args = server_arguments(self.cfg, model, len(train_data), self.policy)
         self.pool = self.pool_factory(self.cfg, self.cluster, factory, train_data)
         self._start_server()
@@ -212,12 +219,15 @@ class Driver:
                              w in self.cfg.emulation.hogged, self.cfg.cluster.transport)
 
     def stop(self) -> None:
+        """Kill the actors that were started; also after a failed start."""
         for handle in (self.server, self.pool):
             if handle is not None:
                 handle.kill()
 
     # ------------------------------------------------------------------ the loop
     def drive(self) -> tuple[dict, Snapshot]:
+        """Train until the budget is spent, through lost workers and lost servers; returns
+        (summary, final snapshot). Raises what stopped the run."""
         workers = self.cfg.training.workers
         survivors = range(workers)
         while survivors:
