@@ -114,6 +114,8 @@ def help_markdown() -> str:
 
 
 def build_parser(given_only: bool = False) -> argparse.ArgumentParser:
+    """The `hetsync` parser. With `given_only`, train's flags have no defaults, so that parsing
+    yields only the flags typed (what goes on top of a stored config)."""
     parser = argparse.ArgumentParser(prog="hetsync", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors "
                                                              "(anywhere on the command line)")
@@ -275,6 +277,8 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `hetsync` command; returns the exit status: 2 after a hetsync error (one line, or the
+    traceback with --debug), 130 on Ctrl-C. Any other exception propagates."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the command line
     argv = [a for a in argv if a != "--debug"]

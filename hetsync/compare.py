@@ -20,6 +20,8 @@ LIKE_FOR_LIKE = {"reference_s_per_sample": "calibrations of the machine",
 
 
 def read_summary(run: Path) -> dict[str, Any]:
+    """A finished run's summary.json; `DataError` if it is missing (the run did not finish) or
+    corrupt."""
     try:
         return json.loads((run / "summary.json").read_text())
     except FileNotFoundError:

@@ -227,10 +227,12 @@ class EmulationConfig:
 
     @property
     def windows(self) -> tuple[Interference, ...]:
+        """--interference, parsed once when the config was made."""
         return self._windows
 
     @property
     def hogged(self) -> set[int]:
+        """The worker ids of --cpu-hogs."""
         return {int(h) for h in self.cpu_hogs.split(",") if h.strip()}
 
 
@@ -269,6 +271,8 @@ class FaultsConfig:
 
     @property
     def server_kill(self) -> int | None:
+        """The iteration of --kill-server's @I; None when the flag is empty (a malformed one is
+        refused when the config is made)."""
         at = self.kill_server.strip()
         return int(at[1:]) if at.startswith("@") and at[1:].isdigit() else None
 
@@ -300,6 +304,7 @@ class OutputConfig:
 
     @property
     def out_dir(self) -> Path | None:
+        """--out as a Path; None when the run writes nothing."""
         return Path(self.out) if self.out else None
 
 
@@ -347,6 +352,8 @@ SECTIONS = {"training": TrainingConfig, "data": DataConfig, "consistency": Consi
 
 
 def flat_name(f: Field) -> str:
+    """A field's keyword in `TrainConfig.from_flat` and `hetsync.train`: its `setting`'s `flat`
+    if given, else its name. Its flag is this with dashes, unless `flag` names another."""
     return f.metadata.get("flat") or f.name
 
 
@@ -385,6 +392,9 @@ def flatten(stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every setting of a run, one frozen section per component. `__post_init__` checks what
+    spans sections, and under --resume points --out at the resumed folder."""
+
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)

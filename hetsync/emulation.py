@@ -42,11 +42,15 @@ class Interference:
     unit: str  # "s" or "it"
 
     def active(self, elapsed_s: float, iteration: int) -> bool:
+        """Whether the window covers now: `elapsed_s` counts for a window in seconds, `iteration`
+        for one in iterations; `end` is excluded."""
         now = elapsed_s if self.unit == "s" else iteration
         return now >= self.start and (self.end is None or now < self.end)
 
 
 def parse_speeds(text: str | None) -> tuple[float, ...] | None:
+    """--speeds, e.g. `1,1,2,4`, as floats; None for an empty text. The config checks the values
+    (`EmulationConfig`)."""
     if not text:
         return None
     try:
@@ -90,6 +94,8 @@ class StepPacer:
         self.start: float | None = None
 
     def slowdown(self, iteration: int) -> float:
+        """The product of the factors of this worker's windows active now (1.0 outside them);
+        seconds count from its first paced step."""
         elapsed = 0.0 if self.start is None else time.time() - self.start
         factor = 1.0
         for w in self.windows:
@@ -98,6 +104,8 @@ class StepPacer:
         return factor
 
     def pace(self, began: float, samples: int, iteration: int) -> None:
+        """Sleep until the step that began at `began` (time.time()) has lasted its emulated
+        duration; a step already longer is not cut. The first call starts the windows' clock."""
         if self.start is None:
             self.start = began
         target = samples * self.ref * self.speed * self.slowdown(iteration)
@@ -138,6 +146,8 @@ class EmulatedCluster:
     real_s_per_sample: float | None = None  # what the calibration measured on this machine
 
     def pacer(self, worker: int) -> StepPacer | None:
+        """`worker`'s pacer, or None when nothing is emulated: it then computes at this machine's
+        speed."""
         if self.speeds is None and not self.windows:
             return None
         speed = self.speeds[worker] if self.speeds else 1.0
@@ -159,6 +169,8 @@ class EmulatedCluster:
         return total
 
     def mean_ideal_samples_per_s(self, wall_s: float, steps: int = 1000) -> float | None:
+        """`ideal_samples_per_s` averaged over a run of `wall_s` seconds (at `steps` midpoints),
+        so that interference in seconds counts for its share; None without emulation."""
         if self.reference_s_per_sample is None:
             return None
         return sum(self.ideal_samples_per_s(wall_s * (k + 0.5) / steps)
@@ -175,7 +187,7 @@ def _measured_on(cfg) -> dict:
 
 def read_calibration(path: str | os.PathLike, cfg) -> float:
     """This machine's measured seconds per sample, from a calibration.json a run wrote for
-    the same model and batch size."""
+    the same model, dataset and batch size."""
     try:
         stored = json.loads(Path(path).read_text())
         value = stored["real_s_per_sample"]
@@ -193,6 +205,8 @@ def read_calibration(path: str | os.PathLike, cfg) -> float:
 
 
 def write_calibration(path: str | os.PathLike, real_s_per_sample: float, cfg) -> None:
+    """calibration.json: this machine's seconds per sample, and the model, dataset and batch they
+    were measured with, which `read_calibration` checks."""
     Path(path).write_text(json.dumps({"real_s_per_sample": real_s_per_sample,
                                       **_measured_on(cfg)}) + "\n")
 

@@ -35,6 +35,8 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of images (N, C, H, H), H in LENET5_SIZES; no softmax, the loss
+        takes logits."""
         return self.classifier(self.features(x))
 
 
@@ -54,6 +56,7 @@ class BasicBlock(nn.Module):
             nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(body(x) + shortcut(x)): `cout` channels, height and width divided by the stride."""
         return torch.relu(self.body(x) + self.skip(x))
 
 
@@ -72,6 +75,8 @@ class ResNet18(nn.Module):
             *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of images (N, C, H, W); batch norm makes train and eval mode
+        differ."""
         return self.net(x)
 
 
@@ -94,6 +99,8 @@ class ResNetSmall(nn.Module):
             *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of images (N, C, H, W) of any size; batch norm makes train and
+        eval mode differ."""
         return self.net(x)
 
 

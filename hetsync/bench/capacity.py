@@ -162,6 +162,8 @@ def ray_processes(b: Bench) -> dict[str, float]:
 
 
 def run(b: Bench) -> list[Path]:
+    """Measures (a) to (e) of the module docstring: the memory copy first, the rest on one local
+    Ray instance. Returns the files written: summary.json, the chart and report.md."""
     calls = {"lenet5": 100, "1m": 30, "11m": 6} if b.quick else {"lenet5": 400, "1m": 100,
                                                                  "11m": 20}
     seconds = 2.0 if b.quick else 5.0

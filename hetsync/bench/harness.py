@@ -55,6 +55,9 @@ TRAINING_SETTINGS = ("model", "dataset", "data_dir", "synthetic_samples", "batch
 
 @dataclass(frozen=True)
 class Budget:
+    """One mode's budget of a suite (its BUDGETS hold (quick, full)): iterations per run, the
+    target accuracy that time to target refers to, and seeds per case."""
+
     iterations: int
     target: float
     seeds: int
@@ -143,6 +146,8 @@ class Bench:
                                         **settings})
 
     def record(self, part: str, case: str, seed: int, result: dict, **extra: Any) -> dict:
+        """Append one run's row (`extra`, then `result`'s METRICS, None where it lacks one) and
+        print it at once, so a long suite shows progress; returns the row."""
         row = {"suite": self.suite, "part": part, "case": case, "seed": seed, **extra,
                **{k: result.get(k) for k in METRICS}}
         self.rows.append(row)
@@ -201,6 +206,8 @@ class Bench:
         return s
 
     def write_csv(self) -> Path:
+        """results.csv of every row so far: the columns are every key in the order first seen,
+        empty where a row lacks one."""
         path = self.out / "results.csv"
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
         with open(path, "w", newline="") as f:
@@ -220,6 +227,8 @@ class Bench:
         return out
 
     def table(self, part: str, metrics: tuple[str, ...] = METRICS) -> str:
+        """A Markdown table of `part`, one line per case: each metric's mean ± spread over its
+        runs, `(n/m runs)` where only some runs have it, `not reached` where none has."""
         head = "| case | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics) + "\n"
         cols = {m: self.stats(part, m) for m in metrics}
         lines = []
@@ -234,6 +243,8 @@ class Bench:
         return head + "\n".join(lines) + "\n"
 
     def header(self, title: str) -> str:
+        """The report's title and its provenance: command, date, machine, versions, budget and
+        --config settings (test_docs checks that every committed report names its command)."""
         command = f"hetsync bench {self.suite}{' --quick' if self.quick else ''}"
         return (f"# {title}\n\nMeasured by `{command}` on {time.strftime('%Y-%m-%d')}: "
                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -252,10 +263,14 @@ class Bench:
 
 
 def ratio(a: float | None, b: float | None) -> str:
+    """`a / b` as `1.23x`, or `n/a` when either is None or 0: in the reports, a time to target
+    that a run did not reach."""
     return f"{a / b:.2f}x" if a and b else "n/a (a run did not reach the target)"
 
 
 def verdict(value: float, target: float) -> str:
+    """`met` if `value` reaches `target` (>=), else `MISSED`, in capitals to stand out in a
+    report."""
     return "met" if value >= target else "MISSED"
 
 
@@ -267,6 +282,8 @@ def against(a: float | None, b: float | None, target: float) -> str:
 
 
 def errorbars(ax, bench: Bench, part: str, metric: str, cases: list[str], xs, label: str):
+    """Plot `metric`'s mean ± spread of each case of `part` at its x in `xs`, as one series named
+    `label`; cases that no run has a value for are left out."""
     st = bench.stats(part, metric)
     pts = [(x, st[c][0], st[c][1]) for x, c in zip(xs, cases, strict=True) if st[c][0] is not None]
     if pts:
@@ -275,6 +292,8 @@ def errorbars(ax, bench: Bench, part: str, metric: str, cases: list[str], xs, la
 
 
 def bars(ax, bench: Bench, part: str, metric: str) -> None:
+    """One bar per case of `part`: `metric`'s mean (0 where no run has it), its spread as the
+    error bar."""
     st = bench.stats(part, metric)
     cases = list(st)
     ax.bar(range(len(cases)), [st[c][0] or 0 for c in cases],
@@ -283,6 +302,8 @@ def bars(ax, bench: Bench, part: str, metric: str) -> None:
 
 
 def save(fig, path: Path) -> Path:
+    """Lay out `fig`, write it as a PNG (110 dpi) and close it, since pyplot keeps every open
+    figure; returns `path`."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -290,6 +311,7 @@ def save(fig, path: Path) -> Path:
 
 
 def write(path: Path, text: str) -> Path:
+    """Write `text` to `path`; returns `path`, for a suite's list of the files it wrote."""
     path.write_text(text)
     return path
 

@@ -104,6 +104,9 @@ def emulation_ceiling(cfg: TrainConfig, seconds: float) -> dict:
 
 
 def run(b: Bench) -> list[Path]:
+    """Measures the module docstring's cases: the ceiling (before Ray starts), then each system
+    tuned and run on speeds 1,1,2,4, and the interference runs in full mode only. Returns
+    summary.json, the chart and report.md."""
     speeds = speeds_for(4)
     ceiling = emulation_ceiling(b.config(workers=4, speeds=speeds), 10.0 if b.quick else 20.0)
     b.record("ceiling", "emulated nodes alone", 0, ceiling,

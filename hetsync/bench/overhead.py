@@ -95,6 +95,8 @@ def round_trip(model_name: str, calls: int) -> dict[str, float]:
 
 
 def run(b: Bench) -> list[Path]:
+    """Measures the one-worker ratio (plain loop and hetsync interleaved, 2 repeats quick, 3
+    full), then the round trips of LeNet-5 and ResNet-18. Returns the chart and report.md."""
     repeats, calls = (2, 100) if b.quick else (3, 300)
     cfg = base_config(b)
     iterations = cfg.training.iterations

@@ -32,6 +32,8 @@ RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run
 
 
 def run(b: Bench) -> list[Path]:
+    """Measures (a), (b) and (d) on one local Ray instance, then (c) on a local cluster of
+    several Ray nodes, each case over the budget's seeds. Returns the charts and report.md."""
     seeds = range(b.budget.seeds)
     # Every run starts its actors afresh (each process imports PyTorch: about 6 s of the 2
     # cores per run), so the quick mode keeps three of the six bounds to stay within 10 minutes.

@@ -45,6 +45,9 @@ RUNNERS = {
 
 
 def run(b: Bench) -> list[Path]:
+    """Tunes every system once on speeds 1,1,2,4, then runs each scenario over the budget's seeds
+    (equal speeds: DDP, sync Ray PS and hetsync BSP only). Returns a chart per scenario and
+    report.md."""
     n = 4
     scenarios = {
         "speeds 1,1,2,4": dict(speeds=speeds_for(n)),
