@@ -157,10 +157,16 @@ class GlooServerClient:
                      for c, h in zip(self.controls, handles, strict=True)]
         self.groups = []
         for a in addresses:
-            store = dist.TCPStore(a.host, a.port, is_master=False, wait_for_workers=False,
-                                  timeout=datetime.timedelta(seconds=timeout_s))
-            self.groups.append(pair_group(store, a.prefix, 1, this_host(),
-                                          timeout_s + REPLY_GRACE_S))
+            try:
+                store = dist.TCPStore(a.host, a.port, is_master=False, wait_for_workers=False,
+                                      timeout=datetime.timedelta(seconds=timeout_s))
+                self.groups.append(pair_group(store, a.prefix, 1, this_host(),
+                                              timeout_s + REPLY_GRACE_S))
+            except RuntimeError as e:  # gloo's and the store's errors are RuntimeErrors
+                self.close()
+                raise ClusterError(f"worker {worker} could not connect to the parameter "
+                                   f"server at {a.host}:{a.port}: "
+                                   f"{str(e).strip().splitlines()[0]}") from e
         self.out = [Frame(a.params, a.buffers) for a in addresses]
         self.back = [Frame(a.params, a.buffers) for a in addresses]
         bounds = np.cumsum([0] + [a.params for a in addresses])

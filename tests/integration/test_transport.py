@@ -110,3 +110,30 @@ def test_the_data_plane_crosses_ray_nodes(tmp_path):
     nodes, worker_nodes, iterations, accuracy = done.stdout.split()[-4:]
     assert int(nodes) == 3 and int(worker_nodes) >= 2 and int(iterations) == 200
     assert float(accuracy) >= 0.9
+
+
+class _NoPairServer:
+    """Answers open_pair with an address where nothing listens."""
+
+    def open_pair(self, worker):
+        import socket
+
+        from hetsync.cluster.transport import PairAddress
+
+        with socket.socket() as s:  # a port that was free a moment ago
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return PairAddress("127.0.0.1", port, "w0g1/", SIZE, 0)
+
+
+def test_a_pair_that_cannot_connect_is_one_line(ray_local):
+    from hetsync.cluster.transport import GlooServerClient
+
+    actor = ray.remote(num_cpus=0)(_NoPairServer).remote()
+    try:
+        with pytest.raises(ClusterError, match=r"^worker 0 could not connect to the parameter "
+                                               r"server at 127\.0\.0\.1:\d+: .*") as e:
+            GlooServerClient([actor], 0, timeout_s=2.0)
+        assert "\n" not in str(e.value)
+    finally:
+        ray.kill(actor)
