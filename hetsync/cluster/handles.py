@@ -104,21 +104,10 @@ class ServerHandle:
         except ServerLost:
             return False
 
-    def take_snapshots(self) -> list[Snapshot]:
-        """The snapshots every shard has taken since the last call, merged, in order; those a
-        shard took ahead of the others wait for a later call."""
-        return self.snapshots.add(self._all(lambda a: a.take_snapshots.remote(),
-                                            "taking snapshots"))
-
     def final(self) -> Snapshot:
         """The weights now, every shard's range merged: the run's final model."""
         return merge_snapshots(self._all(lambda a: a.final.remote(),
                                          "fetching the final weights"))
-
-    def allocation_changes(self, since: int) -> list[dict]:
-        """The allocator's rebalancings from index `since` on (shard 0 hosts the allocator)."""
-        return self._ask(self.actor.allocation_changes.remote(since),
-                         "asking the allocator for changes")
 
     def state_dict(self) -> dict:
         """{"allocator": ..., "server": ...}, for a checkpoint: one state, whatever the

@@ -250,11 +250,12 @@ class Driver:
             self.status = self.server.status()  # fresh figures, so lost iterations are counted
             self.server.sigkill(shard=-1)  # with shards, one that does not host the allocator
         self._runs_ended(self.pool.poll())
-        self.status = s = self.server.status()
+        self.status, snapshots, changes = self.server.poll(self.allocations_seen)
+        s = self.status
         self.scalars.status(s)
-        self.evaluation.add(self.server.take_snapshots())
+        self.evaluation.add(snapshots)
         self._log_evaluations(block=False)
-        for change in self.server.allocation_changes(self.allocations_seen):
+        for change in changes:
             self.log.write("allocation", wall_time_s=self._now(), iterations=s.iterations,
                            **change)
             self.allocations_seen += 1

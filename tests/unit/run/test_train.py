@@ -34,14 +34,11 @@ class FakeServer:
     def status(self):
         return self.ps.status()
 
-    def take_snapshots(self):
-        return self.ps.take_snapshots()
-
     def final(self):
         return self.ps.snapshot()
 
-    def allocation_changes(self, since):
-        return self.allocator.changes[since:]
+    def poll(self, since):
+        return self.status(), self.ps.take_snapshots(), self.allocator.changes[since:]
 
     def lose(self, worker):
         self.lost.append(worker)
