@@ -104,6 +104,13 @@ class ServerHandle:
         except ServerLost:
             return False
 
+    def poll(self, since: int) -> tuple[Status, list[Snapshot], list[dict]]:
+        """Status, new snapshots (merged across shards) and the allocator's changes from
+        index `since` on, in one call per shard."""
+        parts = self._all(lambda a: a.poll.remote(since), "polling the server")
+        status, _, changes = parts[0]
+        return status, self.snapshots.add([p[1] for p in parts]), changes
+
     def final(self) -> Snapshot:
         """The weights now, every shard's range merged: the run's final model."""
         return merge_snapshots(self._all(lambda a: a.final.remote(),

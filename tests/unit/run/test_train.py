@@ -129,3 +129,13 @@ def test_a_lost_worker_without_restarts_is_left_behind(tmp_path):
     summary, _, driver, pool, _ = _drive(tmp_path, dies=(1,))
     assert summary["workers_lost"] == [1] and pool.launched.count(1) == 1
     assert summary["iterations"] == 40 and [r["worker"] for r in summary["per_worker"]] == [0, 2]
+
+
+def test_the_fakes_stand_for_methods_the_real_handles_have():
+    """The driver is tested against the fakes: each of their methods must exist on the real
+    handle too, or a driver test passes where a run fails."""
+    from hetsync.cluster.handles import ServerHandle, WorkerPool
+
+    for fake, real in ((FakeServer, ServerHandle), (FakePool, WorkerPool)):
+        missing = [n for n in vars(fake) if not n.startswith("_") and not hasattr(real, n)]
+        assert not missing, (real.__name__, missing)
