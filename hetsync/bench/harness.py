@@ -157,8 +157,8 @@ class Bench:
 
     def tune(self, case: str, run: Callable[[TrainConfig], dict], **settings: Any) -> dict:
         """A system's own learning rate and momentum, from the sweep every system of the
-        suite gets (`SWEEP`, at a fifth of the budget, each point recorded under part
-        "sweep"): the best final accuracy, then the shortest time. Settings the --config file
+        suite gets (`SWEEP`, at a fifth of the budget but at least 100 iterations, each point
+        recorded under part "sweep"): the best final accuracy, then the shortest time. Settings the --config file
         fixes are kept, not swept. `run` trains one config and returns its summary."""
         lrs, momenta = SWEEP_QUICK if self.quick else SWEEP
         lrs = (self.settings["lr"],) if "lr" in self.settings else lrs

@@ -56,7 +56,7 @@ class ServerActor:
         self.lock = threading.Lock()
         self.cv = threading.Condition(self.lock)  # the pairs' threads wait on it
         self.changed = asyncio.Condition()  # Ray calls wait on it
-        self.loop = asyncio.get_event_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the actor's, from its first wait
         self.async_waiters = 0
         self.pairs: PairServer | None = None
 
@@ -72,7 +72,7 @@ class ServerActor:
     def _changed(self) -> None:
         """Wake every waiter (the lock held): what just changed may free them."""
         self.cv.notify_all()
-        if self.async_waiters:
+        if self.async_waiters and self.loop is not None:
             self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
 
     async def _notify(self) -> None:
@@ -98,6 +98,9 @@ class ServerActor:
             if awaiting.ready():
                 return awaiting.reply()
         t0 = time.perf_counter()
+        self.loop = asyncio.get_running_loop()  # where the pairs' threads wake Ray waiters
+        # Counted outside the lock: a missed wake-up is harmless, since `wait_for` checks its
+        # predicate under the lock before it sleeps.
         self.async_waiters += 1
         try:
             async with self.changed:

@@ -70,8 +70,12 @@ class ServerHandle:
                 allocation_state=allocation_state if k == 0 else None))
         self.actor = self.actors[0]
         self.snapshots = SnapshotZipper(shards)
-        where = bounded_get([a.ready.remote() for a in self.actors],
-                            max(timeout_s, START_S), "starting the server", ServerLost)
+        try:
+            where = bounded_get([a.ready.remote() for a in self.actors],
+                                max(timeout_s, START_S), "starting the server", ServerLost)
+        except ClusterError:
+            self.kill()  # no shard outlives a server that did not start
+            raise
         self.where, self.shard_where = where[0], where
 
     def _ask(self, ref, doing: str):

@@ -36,6 +36,7 @@ from hetsync.core.sharding import merge_replies
 from hetsync.core.wire import Contribution, Frame, Reply
 from hetsync.errors import ClusterError, HetsyncError
 
+IDLE_S = 365 * 24 * 3600.0  # the server's side of a pair waits for frames without a deadline
 IN_FLIGHT = object()  # what push and wait return: the reply is the pair's next frame
 
 
@@ -107,15 +108,17 @@ class PairServer:
     def _run(self, worker: int, address: PairAddress) -> None:
         t0 = time.perf_counter()
         try:
-            group = pair_group(self.store, address.prefix, 0, self.host, self.timeout_s)
+            # No deadline on the server's side: a worker may compute for longer than
+            # --timeout between two pushes; only its wait for a reply is bounded.
+            group = pair_group(self.store, address.prefix, 0, self.host, IDLE_S)
         except RuntimeError:
             return  # the worker never came: nothing to serve
         self.connect_s.append(time.perf_counter() - t0)
         frames = [Frame(self.params, self.buffers)]
         reply = Frame(self.params, self.buffers)
-        try:
-            while True:
-                pushed: list[Contribution] = []
+        while True:
+            pushed: list[Contribution] = []
+            try:
                 while True:  # a push may carry several contributions, one frame each
                     if len(frames) <= len(pushed):
                         frames.append(Frame(self.params, self.buffers))
@@ -127,18 +130,27 @@ class PairServer:
                     pushed.append(contribution)
                     if last:
                         break
-                if frame.kind == Frame.BYE:
-                    return
-                try:
-                    self.serve(worker, pushed or None, frame.request_clock(), reply)
-                except HetsyncError as e:
-                    self.errors[worker] = e  # its text travels on the control plane
-                    reply.write_error()
+            except RuntimeError:
+                return  # the worker's process went away: its pair ends with it
+            if frame.kind == Frame.BYE:
+                return
+            failed = False
+            try:
+                self.serve(worker, pushed or None, frame.request_clock(), reply)
+            except Exception as e:  # noqa: BLE001 - every failure goes back to the worker
+                self.errors[worker] = (e if isinstance(e, HetsyncError) else ClusterError(
+                    f"the parameter server failed on worker {worker}'s frame: "
+                    f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"))
+                reply.write_error()
+                failed = True
+            try:
                 group.send([reply.data], 1, 0).wait()
-        except RuntimeError:
-            return  # the worker's process went away: its pair ends with it
-        finally:
-            group.abort()
+            except RuntimeError:
+                return
+            if failed:
+                # The worker stops on an error; ending here also frees the frames a BSP
+                # round may still point into.
+                return
 
 
 class GlooServerClient:
@@ -153,8 +165,8 @@ class GlooServerClient:
         self.controls = [RayServerClient(h, timeout_s) for h in handles]
         self.handles = handles
         self.worker = worker
-        addresses = [c.get(h.open_pair.remote(worker))
-                     for c, h in zip(self.controls, handles, strict=True)]
+        refs = [h.open_pair.remote(worker) for h in handles]  # every shard at once
+        addresses = [c.get(r) for c, r in zip(self.controls, refs, strict=True)]
         self.groups = []
         for a in addresses:
             try:
@@ -239,6 +251,6 @@ class GlooServerClient:
             c.get(r)
 
     def close(self) -> None:
-        """Drop the pairs (the server's threads for them end); safe to call twice."""
-        for g in self.groups:
-            g.abort()
+        """Release the pairs: their sockets close when the groups are freed (gloo's abort
+        does nothing), and the server's thread for each then ends; safe to call twice."""
+        self.groups.clear()
