@@ -155,15 +155,20 @@ class Bench:
         print(f"[{time.time() - self.started:6.0f}s] {shown}", flush=True)
         return row
 
+    @property
+    def sweep_iterations(self) -> int:
+        """Each sweep point's budget: a fifth of the suite's, at least 100 iterations."""
+        return max(100, self.budget.iterations // 5)
+
     def tune(self, case: str, run: Callable[[TrainConfig], dict], **settings: Any) -> dict:
         """A system's own learning rate and momentum, from the sweep every system of the
-        suite gets (`SWEEP`, at a fifth of the budget but at least 100 iterations, each point
-        recorded under part "sweep"): the best final accuracy, then the shortest time. Settings the --config file
-        fixes are kept, not swept. `run` trains one config and returns its summary."""
+        suite gets (`SWEEP`, `sweep_iterations` each, every point recorded under part
+        "sweep"): the best final accuracy, then the shortest time. Settings the --config
+        file fixes are kept, not swept. `run` trains one config and returns its summary."""
         lrs, momenta = SWEEP_QUICK if self.quick else SWEEP
         lrs = (self.settings["lr"],) if "lr" in self.settings else lrs
         momenta = (self.settings["momentum"],) if "momentum" in self.settings else momenta
-        short = max(100, self.budget.iterations // 5)
+        short = self.sweep_iterations
         best: tuple[tuple[float, float], dict] | None = None
         for lr in lrs:
             for momentum in momenta:
@@ -185,7 +190,7 @@ class Bench:
         rows = [r for r in self.rows if r["part"] == "sweep"]
         if not rows:
             return ""
-        short = max(100, self.budget.iterations // 5)
+        short = self.sweep_iterations
         out = (f"## Learning rate and momentum: the same sweep for every system\n\n"
                f"{short} iterations per point; chosen: the best final accuracy, then the "
                "shortest time.\n\n| system | lr | momentum | final accuracy | wall time (s) |"
