@@ -27,7 +27,7 @@ from hetsync.emulation import Interference, parse_interference, parse_speeds
 from hetsync.errors import ConfigError
 from hetsync.models import MODELS
 
-TRANSPORTS = ("gloo", "ray")
+TRANSPORTS = ("gloo", "gloo-tcp", "ray")
 SYNC_MODES = ("bsp", "ssp", "asp")
 
 
@@ -318,10 +318,12 @@ class ClusterConfig:
                                       "with an error naming who is late", flag="--timeout")
     transport: str = setting(
         "gloo", "data plane for pushes and replies: gloo (torch.distributed point to point "
-        "between the actors, Ray for control) or ray (Ray actor calls)", values=TRANSPORTS)
+        "between the actors, Ray for control; on one node the frames stay in shared memory "
+        "and gloo carries a doorbell), gloo-tcp (whole frames over gloo even on one node) or "
+        "ray (Ray actor calls)", values=TRANSPORTS)
     server_shards: int = setting(
         1, "parameter-server shards: the flat parameters split into K ranges balanced by size, "
-           "one process each, pushed to and pulled from in parallel (needs --transport gloo)",
+           "one process each, pushed to and pulled from in parallel (not with --transport ray)",
         metavar="K")
     device: str = setting(
         "auto", "where workers compute: cpu; cuda (every worker on a GPU Ray gives it, an "
@@ -337,8 +339,8 @@ class ClusterConfig:
         _need(self.transport in TRANSPORTS,
               f"--transport must be one of {', '.join(TRANSPORTS)} (got {self.transport!r})")
         _positive_int(self.server_shards, "--server-shards")
-        _need(self.server_shards == 1 or self.transport == "gloo",
-              f"--server-shards {self.server_shards} needs --transport gloo (a Ray call "
+        _need(self.server_shards == 1 or self.transport != "ray",
+              f"--server-shards {self.server_shards} needs a gloo transport (a Ray call "
               "reaches one shard)")
         _need(self.device in DEVICES,
               f"--device must be one of {', '.join(DEVICES)} (got {self.device!r})")

@@ -130,13 +130,14 @@ class ServerActor:
                 waited = time.perf_counter() - t0
             frame.write_reply(awaiting.reply(copy=False)._replace(waited_s=waited))
 
-    async def open_pair(self, worker: int) -> PairAddress:
-        """The data plane's pair for `worker` (`transport.py`), served by a thread here."""
+    async def open_pair(self, worker: int, node: str | None = None) -> PairAddress:
+        """The data plane's pair for `worker` (`transport.py`), served by a thread here; its
+        frames in shared memory if the worker is on this Ray `node`."""
         if self.pairs is None:
             buffers = 0 if self.ps.buffers is None else len(self.ps.buffers)
             self.pairs = PairServer(self.ps.w.numel(), buffers, self.timeout_s,
                                     self._serve_pair)
-        return self.pairs.open(worker)
+        return self.pairs.open(worker, node)
 
     async def pair_error(self, worker: int) -> None:
         """Raise what stopped the server answering `worker`'s last frame."""
@@ -261,8 +262,8 @@ class WorkerActor:
 def server_client(transport: str, servers: list, worker: int, timeout_s: float):
     """The worker loop's client of the server's shards over the chosen data plane (Ray
     calls reach one shard only: the config refuses shards without gloo)."""
-    if transport == "gloo":
-        return GlooServerClient(servers, worker, timeout_s)
+    if transport != "ray":  # gloo (frames in shared memory on one node) or gloo-tcp
+        return GlooServerClient(servers, worker, timeout_s, shared_memory=transport == "gloo")
     return RayServerClient(servers[0], timeout_s)
 
 

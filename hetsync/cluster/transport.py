@@ -6,6 +6,12 @@ Why: a Ray actor call costs about a millisecond of CPU on each side whatever it 
 gloo send/receive between the same two processes costs a tenth of that (docs/benchmarks.md,
 `hetsync bench capacity`).
 
+Between two processes of one node (transport `gloo`, the default) the frames live in a
+shared-memory file both ends map, and gloo carries only a doorbell: a frame is written in
+place and read in place, never pushed through a socket, which costs the kernel two copies
+and the server most of its CPU per push. Between nodes (and with `gloo-tcp`) frames travel
+whole over gloo.
+
 Why one two-process group per worker connection, and not one group of all: a gloo group has a
 fixed membership, and after a process dies its survivors must build a new group. A pair
 concerns one worker only: a worker that (re)joins builds its own pair while the others go on;
@@ -21,14 +27,19 @@ nothing. The rendezvous store listens on loopback unless the run joined a cluste
 from __future__ import annotations
 
 import datetime
+import mmap
+import os
+import secrets
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import ray
+import torch
 import torch.distributed as dist
 
 from hetsync.cluster.clients import REPLY_GRACE_S, RayServerClient, ServerLost
@@ -38,6 +49,8 @@ from hetsync.errors import ClusterError, HetsyncError
 
 IDLE_S = 365 * 24 * 3600.0  # the server's side of a pair waits for frames without a deadline
 IN_FLIGHT = object()  # what push and wait return: the reply is the pair's next frame
+PUSH_SLOTS = 2  # frames one push may fill (`PushPolicy` sends one or two gradients a push)
+SHARED_DIR = "/dev/shm"  # where a node's processes share memory (tmpfs on Linux)
 
 
 class PairAddress(NamedTuple):
@@ -48,6 +61,81 @@ class PairAddress(NamedTuple):
     prefix: str
     params: int
     buffers: int
+    shared: str | None = None  # the frames' shared-memory file, for a worker on the same node
+
+
+def frame_stride(params: int, buffers: int) -> int:
+    """Float32 values from one frame's start to the next in shared memory: even, so that
+    every frame's 64-bit header stays aligned."""
+    size = Frame.floats_for(params, buffers)
+    return size + size % 2
+
+
+class SharedFrames:
+    """One pair's frames (PUSH_SLOTS from the worker, then the reply) in a file of
+    SHARED_DIR that both ends map. The server creates it, readable by its user only, with its
+    space reserved (a full /dev/shm is then an error here, not a crash on first write), and
+    unlinks it once the worker has connected: the memory lives on until both ends let go."""
+
+    def __init__(self, path: str, params: int, buffers: int, create: bool):
+        self.path = path
+        nbytes = 4 * frame_stride(params, buffers) * (PUSH_SLOTS + 1)
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+        try:
+            if create:
+                os.posix_fallocate(fd, 0, nbytes)
+            self.map = mmap.mmap(fd, nbytes)
+        except OSError:
+            if create:
+                os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
+        self.tensor = torch.frombuffer(self.map, dtype=torch.float32)
+
+    def frame(self, i: int, params: int, buffers: int) -> Frame:
+        """Frame `i` of the file, in place."""
+        stride = frame_stride(params, buffers)
+        return Frame(params, buffers,
+                     self.tensor[i * stride:i * stride + Frame.floats_for(params, buffers)])
+
+
+def try_shared_frames(prefix: str, params: int, buffers: int) -> SharedFrames | None:
+    """A new pair's frames in shared memory, or None with a warning where it cannot be had
+    (no SHARED_DIR, or too little room in it): the pair's frames then travel whole."""
+    path = os.path.join(SHARED_DIR, f"hetsync-{os.getpid()}-{prefix.strip('/')}-"
+                                    f"{secrets.token_hex(4)}")
+    try:
+        return SharedFrames(path, params, buffers, create=True)
+    except OSError as e:
+        warnings.warn(f"no shared memory for a pair ({e}): its frames travel whole over gloo",
+                      stacklevel=2)
+        return None
+
+
+class PairLink:
+    """One end of a pair: its gloo group, its frames (PUSH_SLOTS for a push, then the reply)
+    and how a frame moves: whole over gloo, or, when the frames are shared, written in place
+    and announced by a one-value doorbell over gloo (the socket's send and receive order the
+    memory)."""
+
+    def __init__(self, group: dist.ProcessGroupGloo, rank: int, params: int, buffers: int,
+                 shared: SharedFrames | None):
+        self.group, self.peer, self.shared = group, 1 - rank, shared
+        frames = [Frame(params, buffers) if shared is None else shared.frame(i, params, buffers)
+                  for i in range(PUSH_SLOTS + 1)]
+        self.pushes, self.reply = frames[:PUSH_SLOTS], frames[PUSH_SLOTS]
+        self.bells = torch.zeros(2)  # what a doorbell sends and receives
+
+    def send(self, frame: Frame) -> dist.Work:
+        """Start sending `frame` (already written) to the other end."""
+        return self.group.send([frame.data if self.shared is None else self.bells[:1]],
+                               self.peer, 0)
+
+    def recv(self, frame: Frame) -> dist.Work:
+        """Start receiving the other end's next frame into `frame`."""
+        return self.group.recv([frame.data if self.shared is None else self.bells[1:]],
+                               self.peer, 0)
 
 
 def this_host() -> str:
@@ -85,6 +173,7 @@ class PairServer:
         self.timeout_s = timeout_s
         self.serve = serve
         self.host = this_host()
+        self.node = ray.get_runtime_context().get_node_id()
         listener = socket.create_server((self.host, 0), backlog=128)
         self.port = listener.getsockname()[1]
         # The store takes the socket, so it listens where we bound it (by default it would
@@ -96,16 +185,20 @@ class PairServer:
         self.errors: dict[int, HetsyncError] = {}
         self.connect_s: list[float] = []  # how long each pair took to build, for the bench
 
-    def open(self, worker: int) -> PairAddress:
-        """Start serving a new pair for `worker` (a restarted worker opens a new one)."""
+    def open(self, worker: int, node: str | None) -> PairAddress:
+        """Start serving a new pair for `worker` (a restarted worker opens a new one), its
+        frames in shared memory if the worker is on this `node` and the memory can be had."""
         self.generation += 1
-        address = PairAddress(self.host, self.port, f"w{worker}g{self.generation}/",
-                              self.params, self.buffers)
-        threading.Thread(target=self._run, args=(worker, address), daemon=True,
+        prefix = f"w{worker}g{self.generation}/"
+        shared = (try_shared_frames(prefix, self.params, self.buffers) if node == self.node
+                  else None)
+        address = PairAddress(self.host, self.port, prefix, self.params, self.buffers,
+                              None if shared is None else shared.path)
+        threading.Thread(target=self._run, args=(worker, address, shared), daemon=True,
                          name=f"pair-{worker}").start()
         return address
 
-    def _run(self, worker: int, address: PairAddress) -> None:
+    def _run(self, worker: int, address: PairAddress, shared: SharedFrames | None) -> None:
         t0 = time.perf_counter()
         try:
             # No deadline on the server's side: a worker may compute for longer than
@@ -113,17 +206,16 @@ class PairServer:
             group = pair_group(self.store, address.prefix, 0, self.host, IDLE_S)
         except RuntimeError:
             return  # the worker never came: nothing to serve
+        finally:
+            if shared is not None:  # mapped by both ends now, or never to be
+                os.unlink(shared.path)
         self.connect_s.append(time.perf_counter() - t0)
-        frames = [Frame(self.params, self.buffers)]
-        reply = Frame(self.params, self.buffers)
+        link = PairLink(group, 0, self.params, self.buffers, shared)
         while True:
             pushed: list[Contribution] = []
             try:
-                while True:  # a push may carry several contributions, one frame each
-                    if len(frames) <= len(pushed):
-                        frames.append(Frame(self.params, self.buffers))
-                    frame = frames[len(pushed)]
-                    group.recv([frame.data], 1, 0).wait()
+                for frame in link.pushes:  # a push may carry several contributions, one each
+                    link.recv(frame).wait()
                     if frame.kind != Frame.PUSH:
                         break
                     contribution, last = frame.read_contribution()
@@ -136,15 +228,15 @@ class PairServer:
                 return
             failed = False
             try:
-                self.serve(worker, pushed or None, frame.request_clock(), reply)
+                self.serve(worker, pushed or None, frame.request_clock(), link.reply)
             except Exception as e:  # noqa: BLE001 - every failure goes back to the worker
                 self.errors[worker] = (e if isinstance(e, HetsyncError) else ClusterError(
                     f"the parameter server failed on worker {worker}'s frame: "
                     f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"))
-                reply.write_error()
+                link.reply.write_error()
                 failed = True
             try:
-                group.send([reply.data], 1, 0).wait()
+                link.send(link.reply).wait()
             except RuntimeError:
                 return
             if failed:
@@ -159,28 +251,34 @@ class GlooServerClient:
 
     With several shards (`hetsync.core.sharding`) a push is cut into the shards' ranges and
     sent to all of them at once, and their replies are merged; each shard's part of a push
-    names the version of that shard the gradient was computed on."""
+    names the version of that shard the gradient was computed on.
 
-    def __init__(self, handles: list, worker: int, timeout_s: float):
+    `shared_memory`: frames in shared memory with the shards on this node (else whole over
+    gloo)."""
+
+    def __init__(self, handles: list, worker: int, timeout_s: float,
+                 shared_memory: bool = True):
         self.controls = [RayServerClient(h, timeout_s) for h in handles]
         self.handles = handles
         self.worker = worker
-        refs = [h.open_pair.remote(worker) for h in handles]  # every shard at once
+        node = ray.get_runtime_context().get_node_id() if shared_memory else None
+        refs = [h.open_pair.remote(worker, node) for h in handles]  # every shard at once
         addresses = [c.get(r) for c, r in zip(self.controls, refs, strict=True)]
-        self.groups = []
+        self.links: list[PairLink] = []
         for a in addresses:
             try:
+                # mapped before connecting: the server unlinks the file once we are
+                shared = (None if a.shared is None
+                          else SharedFrames(a.shared, a.params, a.buffers, create=False))
                 store = dist.TCPStore(a.host, a.port, is_master=False, wait_for_workers=False,
                                       timeout=datetime.timedelta(seconds=timeout_s))
-                self.groups.append(pair_group(store, a.prefix, 1, this_host(),
-                                              timeout_s + REPLY_GRACE_S))
-            except RuntimeError as e:  # gloo's and the store's errors are RuntimeErrors
+                group = pair_group(store, a.prefix, 1, this_host(), timeout_s + REPLY_GRACE_S)
+            except (RuntimeError, OSError) as e:  # gloo's and the store's are RuntimeErrors
                 self.close()
                 raise ClusterError(f"worker {worker} could not connect to the parameter "
                                    f"server at {a.host}:{a.port}: "
                                    f"{str(e).strip().splitlines()[0]}") from e
-        self.out = [Frame(a.params, a.buffers) for a in addresses]
-        self.back = [Frame(a.params, a.buffers) for a in addresses]
+            self.links.append(PairLink(group, 1, a.params, a.buffers, shared))
         bounds = np.cumsum([0] + [a.params for a in addresses])
         self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
         self.weights = np.empty(bounds[-1], np.float32) if len(addresses) > 1 else None
@@ -189,8 +287,7 @@ class GlooServerClient:
     def _exchange(self, op: str, frames: list[Frame], doing: str) -> None:
         """Send or receive one frame per shard, all at once."""
         try:
-            works = [getattr(g, op)([f.data], 0, 0) for g, f in zip(self.groups, frames,
-                                                                     strict=True)]
+            works = [getattr(link, op)(f) for link, f in zip(self.links, frames, strict=True)]
             for w in works:
                 w.wait()
         except RuntimeError as e:
@@ -213,39 +310,47 @@ class GlooServerClient:
 
     def push(self, worker: int, contributions: list[Contribution]) -> object:
         """Send each contribution's range to every shard (the buffers to shard 0 only); returns
-        IN_FLIGHT once sent, the reply is `get`'s."""
+        IN_FLIGHT once sent, the reply is `get`'s. At most PUSH_SLOTS contributions: each
+        has its own frame, since a shared frame is read where it was written."""
+        if len(contributions) > PUSH_SLOTS:
+            raise ValueError(f"a push carries at most {PUSH_SLOTS} contributions "
+                             f"(got {len(contributions)})")
         for i, c in enumerate(contributions):
-            bases = self.versions.get(c.base_version, [c.base_version] * len(self.out))
-            for k, (frame, (lo, hi)) in enumerate(zip(self.out, self.ranges, strict=True)):
+            bases = self.versions.get(c.base_version, [c.base_version] * len(self.links))
+            frames = [link.pushes[i] for link in self.links]
+            for k, (frame, (lo, hi)) in enumerate(zip(frames, self.ranges, strict=True)):
                 part = c._replace(payload=c.payload[lo:hi], base_version=bases[k],
                                   buffers=c.buffers if k == 0 else None)
                 frame.write_contribution(part, last=i == len(contributions) - 1)
-            self._exchange("send", self.out, "pushing to the parameter server")
+            self._exchange("send", frames, "pushing to the parameter server")
         return IN_FLIGHT
+
+    def _requests(self, kind: int, clock: int = 0) -> list[Frame]:
+        frames = [link.pushes[0] for link in self.links]
+        for frame in frames:
+            frame.write_request(kind, clock)
+        return frames
 
     def wait_until_allowed(self, worker: int, clock: int) -> object:
         """Ask every shard for a reply once iteration `clock` may start; returns IN_FLIGHT once
         sent, the reply is `get`'s."""
-        for frame in self.out:
-            frame.write_request(Frame.WAIT, clock)
-        self._exchange("send", self.out, "asking the parameter server")
+        self._exchange("send", self._requests(Frame.WAIT, clock), "asking the parameter server")
         return IN_FLIGHT
 
     def get(self, _in_flight: object) -> Reply:
         """The reply to the last push or wait (one is in flight at most)."""
-        self._exchange("recv", self.back, "waiting for the parameter server")
-        for control, handle, frame in zip(self.controls, self.handles, self.back, strict=True):
+        back = [link.reply for link in self.links]
+        self._exchange("recv", back, "waiting for the parameter server")
+        for control, handle, frame in zip(self.controls, self.handles, back, strict=True):
             if frame.kind == Frame.ERROR:  # the call below raises the server's error
                 control.get(handle.pair_error.remote(self.worker))
                 raise ClusterError("the parameter server refused a push without saying why")
-        return self._merge([f.read_reply() for f in self.back])
+        return self._merge([f.read_reply() for f in back])
 
     def leave(self, worker: int) -> None:
         """Say BYE on every pair (the server's threads for them end), then leave every shard over
         Ray; blocks, bounded."""
-        for frame in self.out:
-            frame.write_request(Frame.BYE)
-        self._exchange("send", self.out, "leaving the parameter server")
+        self._exchange("send", self._requests(Frame.BYE), "leaving the parameter server")
         refs = [h.leave.remote(worker) for h in self.handles]
         for c, r in zip(self.controls, refs, strict=True):
             c.get(r)
@@ -253,4 +358,4 @@ class GlooServerClient:
     def close(self) -> None:
         """Release the pairs: their sockets close when the groups are freed (gloo's abort
         does nothing), and the server's thread for each then ends; safe to call twice."""
-        self.groups.clear()
+        self.links.clear()

@@ -184,14 +184,23 @@ class Frame:
     PUSH, WAIT, BYE, REPLY, ERROR = range(5)
     LAST, HAS_ACCURACY, HAS_BUFFERS = 1, 2, 4
 
-    def __init__(self, params: int, buffers: int = 0):
-        self.data = torch.zeros(2 * self.HEAD + params + buffers)  # what the transport moves
+    def __init__(self, params: int, buffers: int = 0, data: torch.Tensor | None = None):
+        """`data`: storage of `floats_for(params, buffers)` float32 to build the frame on (a
+        slice of shared memory); by default its own."""
+        if data is None:
+            data = torch.zeros(self.floats_for(params, buffers))
+        self.data = data  # what the transport moves
         # numpy views: a scalar or a copy through them costs far less than torch indexing
         view = self.data.numpy()
         head = view[:2 * self.HEAD]
         self.ints, self.floats = head.view(np.int64), head.view(np.float64)
         self.payload = view[2 * self.HEAD:2 * self.HEAD + params]
         self.buffers = view[2 * self.HEAD + params:]
+
+    @classmethod
+    def floats_for(cls, params: int, buffers: int = 0) -> int:
+        """The frame's size in float32 values: the header, then the payload and buffers."""
+        return 2 * cls.HEAD + params + buffers
 
     @property
     def kind(self) -> int:

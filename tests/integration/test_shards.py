@@ -51,5 +51,5 @@ def test_a_lost_shard_restarts_the_server_from_the_checkpoint(ray_local, tmp_pat
 
 
 def test_shards_need_the_gloo_transport():
-    with pytest.raises(hetsync.ConfigError, match="--server-shards 2 needs --transport gloo"):
+    with pytest.raises(hetsync.ConfigError, match="--server-shards 2 needs a gloo transport"):
         hetsync.TrainConfig.from_flat(server_shards=2, transport="ray")

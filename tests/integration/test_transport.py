@@ -2,6 +2,7 @@
 who is late, a server that dies under a waiting worker is `ServerLost`, and a worker that dies
 mid-exchange leaves the server serving the others."""
 
+import os
 import time
 
 import numpy as np
@@ -12,11 +13,11 @@ from hetsync.cluster.actors import server_client
 from hetsync.cluster.clients import ServerLost
 from hetsync.cluster.handles import ServerHandle
 from hetsync.cluster.probes import PushProbe
+from hetsync.config import TRANSPORTS
 from hetsync.core.wire import Contribution
 from hetsync.errors import ClusterError
 
 pytestmark = pytest.mark.ray
-TRANSPORTS = ["gloo", "ray"]
 SIZE = 1000
 
 
@@ -115,7 +116,7 @@ def test_the_data_plane_crosses_ray_nodes(tmp_path):
 class _NoPairServer:
     """Answers open_pair with an address where nothing listens."""
 
-    def open_pair(self, worker):
+    def open_pair(self, worker, node):
         import socket
 
         from hetsync.cluster.transport import PairAddress
@@ -137,3 +138,59 @@ def test_a_pair_that_cannot_connect_is_one_line(ray_local):
         assert "\n" not in str(e.value)
     finally:
         ray.kill(actor)
+
+
+def test_shared_frames_are_one_memory_for_both_ends(tmp_path):
+    """What the server writes in its map the worker reads in its own, and the file is the
+    server's user's alone."""
+    from hetsync.cluster.transport import PairLink, SharedFrames
+    from hetsync.core.wire import Reply
+
+    path = str(tmp_path / "frames")
+    server = SharedFrames(path, SIZE, 3, create=True)
+    worker = SharedFrames(path, SIZE, 3, create=False)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    ends = [PairLink(None, rank, SIZE, 3, shared) for rank, shared in ((0, server), (1, worker))]
+    weights = np.arange(SIZE, dtype=np.float32)
+    ends[0].reply.write_reply(Reply(weights, np.ones(3, np.float32), 7, 5, 2, 6, 0.1, 0.0))
+    got = ends[1].reply.read_reply()
+    assert (got.version, got.min_clock, got.granted, got.clock) == (7, 5, 2, 6)
+    np.testing.assert_array_equal(got.weights, weights)
+    np.testing.assert_array_equal(got.buffers, np.ones(3, np.float32))
+    ends[1].pushes[1].write_contribution(Contribution(4, 3, -weights, 64, 1.5), last=True)
+    pushed, last = ends[0].pushes[1].read_contribution()
+    assert last and pushed.clock == 4 and pushed.base_version == 3
+    np.testing.assert_array_equal(pushed.payload, -weights)
+
+
+def test_a_pair_on_one_node_shares_its_frames_and_leaves_no_file(ray_local):
+    """The default transport on one node: the frames' file is gone from /dev/shm once the
+    worker has connected, pushes still apply, and gloo-tcp makes no file at all."""
+    from hetsync.cluster.transport import SHARED_DIR
+
+    def files():
+        return {f for f in os.listdir(SHARED_DIR) if f.startswith("hetsync-")}
+
+    before = files()
+    for transport in ("gloo", "gloo-tcp"):
+        server = _bsp_server(30.0, workers=1)
+        client = server_client(transport, server.actors, 0, 30.0)
+        try:
+            assert [link.shared is not None for link in client.links] == [transport == "gloo"]
+            clock = client.join(0).clock
+            reply = client.get(_push(client, 0, clock))
+            np.testing.assert_allclose(reply.weights, np.full(SIZE, -0.01 * 1e-3, np.float32))
+            assert files() == before
+        finally:
+            client.close()
+            server.kill()
+
+
+def test_without_shared_memory_a_pair_sends_whole_frames(monkeypatch):
+    """A node whose shared memory cannot be had (no /dev/shm, or full) falls back to whole
+    frames over gloo, with a warning."""
+    from hetsync.cluster import transport
+
+    monkeypatch.setattr(transport, "SHARED_DIR", "/nonexistent-hetsync")
+    with pytest.warns(UserWarning, match="no shared memory for a pair"):
+        assert transport.try_shared_frames("w0g1/", SIZE, 0) is None

@@ -31,14 +31,15 @@ def test_agwu_barrier_merge_is_the_accuracy_weighted_average():
 
 
 def test_the_in_place_sgd_step_is_torch_sgd_bit_for_bit_and_reads_pushes_in_place():
-    from hetsync.core.updates import LrSchedule, SgdRule
+    from hetsync.core.updates import _FUSED_SGD, LrSchedule, SgdRule
 
     rng = np.random.default_rng(0)
     grads = [rng.normal(size=50).astype(np.float32) for _ in range(6)]
     w = torch.zeros(50)
     rule = SgdRule(w, LrSchedule(0.1, 6, "cosine"), momentum=0.9, batch_size=8)
     reference = torch.nn.Parameter(torch.zeros(50))
-    opt = torch.optim.SGD([reference], lr=0.1, momentum=0.9)
+    # the same kernel as the rule: torch's fused SGD where the build has it
+    opt = torch.optim.SGD([reference], lr=0.1, momentum=0.9, fused=_FUSED_SGD is not None)
     for k, g in enumerate(grads):
         g.flags.writeable = False  # as pushes arrive through Ray
         rule.apply(g, 8, 0, 0, None, {0})
