@@ -4,8 +4,9 @@ speed): (a) the physical reference, a memory copy of the same bytes and an empty
 1 M and 11.2 M (ResNet-18) parameters, with the client's and the server's CPU per push taken
 from process CPU time, the server's split into the update (timed in-process) and the rest
 (transport); (c) one server's capacity: 1, 2 and 4 clients that compute nothing push LeNet-5
-gradients as fast as they can; (b) and (c) on both transports, gloo (the default, whose
-figures the summary keys hold) and Ray calls; (d) 11.2 M parameters by number of server
+gradients as fast as they can; (b) and (c) on every transport side by side: gloo (the
+default, frames in shared memory on one node; the summary keys hold its figures), gloo-tcp
+(whole frames through gloo's sockets, as between nodes) and Ray calls; (d) 11.2 M parameters by number of server
 shards, K = 1, 2, 4 (gloo); (e) what Ray's own
 processes (GCS, raylet, autoscaler monitor, dashboard head and agent, runtime-env agent, log
 monitor) cost: their CPU while a 4-worker run trains, from /proc (Linux).
@@ -30,11 +31,11 @@ from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
 from hetsync.cluster.probes import probe_capacity
 from hetsync.cluster.runtime import ray_session
+from hetsync.config import TRANSPORTS
 from hetsync.core.server import ParameterServer
 from hetsync.core.wire import Contribution
 
-TRANSPORTS = ("gloo", "ray")  # the summary's keys are the default's (gloo) figures
-DEFAULT = TRANSPORTS[0]
+DEFAULT = TRANSPORTS[0]  # the summary's keys are the default's (gloo) figures
 SIZES = {"lenet5": 61_706, "1m": 1_000_000, "11m": 11_172_810}
 KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "server_cpu_ms_per_push_lenet5", "worker_cpu_ms_per_push_lenet5",
@@ -238,11 +239,12 @@ def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
         mine = [c for c in capacity if c["transport"] == transport]
         axes[1].bar(np.arange(len(mine)) + i * width, [c["pushes_per_s"] for c in mine],
                     width, label=transport)
-    axes[0].set_xticks(np.arange(len(SIZES)) + width / 2, list(SIZES))
+    middle = width * (len(TRANSPORTS) - 1) / 2
+    axes[0].set_xticks(np.arange(len(SIZES)) + middle, list(SIZES))
     axes[0].set_yscale("log")
     axes[0].set_ylabel("ms per push/pull round trip (log)")
     axes[0].set_title("round trip by model size, one server")
-    axes[1].set_xticks(np.arange(3) + width / 2, ["1", "2", "4"])
+    axes[1].set_xticks(np.arange(3) + middle, ["1", "2", "4"])
     axes[1].set_xlabel("clients pushing LeNet-5 gradients")
     axes[1].set_ylabel("pushes/s, one server")
     axes[1].set_title("one server's capacity")
