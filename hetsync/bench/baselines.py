@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hetsync.cluster.peer_ps import ray_ps_run
 from hetsync.config import TrainConfig
+from hetsync.core.devices import compute_process
 from hetsync.core.partitioning import ShardSampler, proportional_batches
 from hetsync.core.updates import LrSchedule
 from hetsync.core.wire import Snapshot, params_to_vector
@@ -62,7 +63,7 @@ def _ddp_rank(rank: int, cfg: TrainConfig, port: int, pacer: StepPacer | None,
     tr, up = cfg.training, cfg.update
     batch = batches[rank] if batches else tr.batch_size
     scale = batch * tr.workers / sum(batches) if batches else 1.0
-    torch.set_num_threads(tr.threads_per_worker)
+    compute_process(tr.threads_per_worker)
     n = tr.workers
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=n)

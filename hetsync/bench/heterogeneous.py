@@ -21,7 +21,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from hetsync.bench.baselines import ddp_train, ray_ps_train
 from hetsync.bench.harness import (
@@ -36,6 +35,7 @@ from hetsync.bench.harness import (
 )
 from hetsync.cluster.runtime import ray_session
 from hetsync.config import TrainConfig
+from hetsync.core.devices import compute_process
 from hetsync.core.partitioning import proportional_batches
 from hetsync.data import load_dataset
 from hetsync.emulation import StepPacer, emulated_cluster
@@ -70,7 +70,7 @@ def _hetsync(cfg: TrainConfig) -> dict:
 def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, seconds: float,
                 start_at: float, out) -> None:
     """One emulated node alone: paced forward and backward passes, nothing else."""
-    torch.set_num_threads(cfg.training.threads_per_worker)
+    compute_process(cfg.training.threads_per_worker)
     data, _ = load_dataset(cfg)
     model = build_model(resolve_model(cfg.training.model, data.sample_shape, data.classes),
                         cfg.training.seed)

@@ -18,6 +18,7 @@ from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
 from hetsync.cluster.runtime import ray_session
 from hetsync.config import TrainConfig
+from hetsync.core.devices import compute_process
 from hetsync.core.server import ParameterServer
 from hetsync.core.wire import Contribution, buffers_to_vector, params_to_vector
 from hetsync.data import load_dataset
@@ -40,7 +41,7 @@ def base_config(b: Bench) -> TrainConfig:
 def plain_loop(cfg: TrainConfig) -> float:
     """samples/s of the loop a user would write without a framework."""
     tr = cfg.training
-    torch.set_num_threads(tr.threads_per_worker)
+    compute_process(tr.threads_per_worker)
     data, _ = load_dataset(cfg)
     model = build_model(resolve_model(tr.model, data.sample_shape, data.classes), tr.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.update.lr, momentum=cfg.update.momentum)

@@ -12,6 +12,7 @@ import ray
 import torch
 import torch.nn.functional as F
 
+from hetsync.core.devices import compute_process
 from hetsync.core.partitioning import ShardSampler
 from hetsync.core.updates import LrSchedule, SgdRule
 from hetsync.core.wire import FlatModel, params_to_vector
@@ -46,7 +47,7 @@ class PlainWorker:
 
     def __init__(self, model_factory, seed: int, threads: int, rank: int, workers: int,
                  batch: int, data: ArrayData, pacer: StepPacer | None):
-        torch.set_num_threads(threads)
+        compute_process(threads)
         self.model = build_model(model_factory, seed)
         self.flat = FlatModel(self.model)
         self.data, self.pacer, self.steps = data, pacer, 0

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hetsync.core.consistency import StalenessGate
+from hetsync.core.devices import compute_process
 from hetsync.core.partitioning import Chunk
 from hetsync.core.wire import Contribution, FlatModel, Reply
 from hetsync.data import ArrayData
@@ -184,7 +185,7 @@ class Worker:
     def __init__(self, worker_id: int, model_factory: Callable[[], nn.Module], data: ArrayData,
                  seed: int, threads: int = 1, momentum: float = 0.5,
                  pacer: StepPacer | None = None, device: torch.device | str = "cpu"):
-        torch.set_num_threads(threads)
+        compute_process(threads)
         self.id = worker_id
         self.seed = seed
         self.device = torch.device(device)
