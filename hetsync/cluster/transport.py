@@ -211,11 +211,12 @@ class PairServer:
                 os.unlink(shared.path)
         self.connect_s.append(time.perf_counter() - t0)
         link = PairLink(group, 0, self.params, self.buffers, shared)
+        first = link.recv(link.pushes[0])
         while True:
             pushed: list[Contribution] = []
             try:
-                for frame in link.pushes:  # a push may carry several contributions, one each
-                    link.recv(frame).wait()
+                for i, frame in enumerate(link.pushes):  # one frame per contribution
+                    (first if i == 0 else link.recv(frame)).wait()
                     if frame.kind != Frame.PUSH:
                         break
                     contribution, last = frame.read_contribution()
@@ -236,6 +237,10 @@ class PairServer:
                 link.reply.write_error()
                 failed = True
             try:
+                if not failed:
+                    # Posted before the reply goes: the worker can send its next frame only
+                    # after reading this reply, and its send then finds us ready (below).
+                    first = link.recv(link.pushes[0])
                 link.send(link.reply).wait()
             except RuntimeError:
                 return
@@ -283,17 +288,33 @@ class GlooServerClient:
         self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
         self.weights = np.empty(bounds[-1], np.float32) if len(addresses) > 1 else None
         self.versions: dict[int, list[int]] = {}  # shard 0's version -> every shard's
+        self.replies: list[dist.Work] = []  # the posted receives of the next reply
 
     def _exchange(self, op: str, frames: list[Frame], doing: str) -> None:
         """Send or receive one frame per shard, all at once."""
+        self._wait([getattr(link, op)(f) for link, f in zip(self.links, frames, strict=True)],
+                   doing)
+
+    @staticmethod
+    def _wait(works: list[dist.Work], doing: str) -> None:
         try:
-            works = [getattr(link, op)(f) for link, f in zip(self.links, frames, strict=True)]
             for w in works:
                 w.wait()
         except RuntimeError as e:
             if _lost(e):
                 raise ServerLost(f"{doing}: the process died") from e
             raise ClusterError(f"{doing} failed: {str(e).splitlines()[0]}") from e
+
+    def _expect_reply(self) -> None:
+        """Post the receives of the reply before sending what asks for it. A gloo send goes
+        out at once only where the receiver has already announced its receive; otherwise the
+        sender announces the send and the data leaves from gloo's own thread once the
+        answer arrives: two more thread wake-ups on the server's side of every push, which
+        cost milliseconds when the workers keep both cores busy."""
+        try:
+            self.replies = [link.recv(link.reply) for link in self.links]
+        except RuntimeError as e:
+            raise ServerLost(f"waiting for the parameter server: {e}") from e
 
     def _merge(self, replies: list[Reply]) -> Reply:
         reply = merge_replies(replies, self.weights)
@@ -322,6 +343,8 @@ class GlooServerClient:
                 part = c._replace(payload=c.payload[lo:hi], base_version=bases[k],
                                   buffers=c.buffers if k == 0 else None)
                 frame.write_contribution(part, last=i == len(contributions) - 1)
+            if i == 0:
+                self._expect_reply()
             self._exchange("send", frames, "pushing to the parameter server")
         return IN_FLIGHT
 
@@ -334,13 +357,15 @@ class GlooServerClient:
     def wait_until_allowed(self, worker: int, clock: int) -> object:
         """Ask every shard for a reply once iteration `clock` may start; returns IN_FLIGHT once
         sent, the reply is `get`'s."""
-        self._exchange("send", self._requests(Frame.WAIT, clock), "asking the parameter server")
+        frames = self._requests(Frame.WAIT, clock)
+        self._expect_reply()
+        self._exchange("send", frames, "asking the parameter server")
         return IN_FLIGHT
 
     def get(self, _in_flight: object) -> Reply:
         """The reply to the last push or wait (one is in flight at most)."""
         back = [link.reply for link in self.links]
-        self._exchange("recv", back, "waiting for the parameter server")
+        self._wait(self.replies, "waiting for the parameter server")
         for control, handle, frame in zip(self.controls, self.handles, back, strict=True):
             if frame.kind == Frame.ERROR:  # the call below raises the server's error
                 control.get(handle.pair_error.remote(self.worker))
