@@ -29,6 +29,21 @@ def test_probe_is_equal_then_shares_follow_measured_speed():
     assert len(a.changes) >= 2 and a.batches[3] < batches[3] / 2
 
 
+def test_a_worker_slightly_over_its_share_is_rebalanced():
+    """Every clock waits for the slowest worker, so a small worker 12% over its share costs
+    12% of the throughput: the allocator must act on that, although the batch moves by
+    only a few samples."""
+    a = Allocator(10_000, workers=4, batch_size=64, mode="idpa", seed=0)
+    for w, rate in enumerate([400.0, 400.0, 200.0, 100.0]):
+        a.report(w, samples=512, seconds=512 / rate)
+    assert a.imbalance() < 0.05
+    before = dict(a.batches)
+    for _ in range(6):  # worker 3 turns out 12% slower than first measured
+        a.report(3, samples=100, seconds=100 / 88.0)
+    assert a.batches[3] < before[3] and sum(a.batches.values()) == 256
+    assert a.imbalance(before) > 0.1 and a.imbalance() < a.imbalance(before) - 0.05
+
+
 def test_uniform_mode_never_rebalances():
     a = Allocator(1000, workers=2, batch_size=16, mode="uniform", seed=0)
     a.report(0, 100, 0.1)
