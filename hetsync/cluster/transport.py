@@ -290,20 +290,25 @@ class GlooServerClient:
         self.versions: dict[int, list[int]] = {}  # shard 0's version -> every shard's
         self.replies: list[dist.Work] = []  # the posted receives of the next reply
 
-    def _exchange(self, op: str, frames: list[Frame], doing: str) -> None:
-        """Send or receive one frame per shard, all at once."""
-        self._wait([getattr(link, op)(f) for link, f in zip(self.links, frames, strict=True)],
-                   doing)
-
     @staticmethod
-    def _wait(works: list[dist.Work], doing: str) -> None:
+    def _gloo(doing: str, start: Callable[[], list[dist.Work]],
+              wait: bool = True) -> list[dist.Work]:
+        """Start gloo operations (one per shard) and, if `wait`, wait for them all; a gloo
+        error becomes ServerLost where the server's process went away, else ClusterError."""
         try:
-            for w in works:
+            works = start()
+            for w in works if wait else ():
                 w.wait()
+            return works
         except RuntimeError as e:
             if _lost(e):
                 raise ServerLost(f"{doing}: the process died") from e
             raise ClusterError(f"{doing} failed: {str(e).splitlines()[0]}") from e
+
+    def _send(self, frames: list[Frame], doing: str) -> None:
+        """Send one frame per shard, all at once."""
+        self._gloo(doing, lambda: [link.send(f) for link, f in zip(self.links, frames,
+                                                                   strict=True)])
 
     def _expect_reply(self) -> None:
         """Post the receives of the reply before sending what asks for it. A gloo send goes
@@ -313,10 +318,9 @@ class GlooServerClient:
         clients on one shard: 3,643-3,868 pushes/s against 1,716-2,101 when the receive was
         posted in `get`, and 2,812-2,826 when posted just after the send; one client loses
         about 8% (the announcement is a wake-up of its own on the server)."""
-        try:
-            self.replies = [link.recv(link.reply) for link in self.links]
-        except RuntimeError as e:
-            raise ServerLost(f"waiting for the parameter server: {e}") from e
+        self.replies = self._gloo("waiting for the parameter server",
+                                  lambda: [link.recv(link.reply) for link in self.links],
+                                  wait=False)
 
     def _merge(self, replies: list[Reply]) -> Reply:
         reply = merge_replies(replies, self.weights)
@@ -338,6 +342,7 @@ class GlooServerClient:
         if len(contributions) > PUSH_SLOTS:
             raise ValueError(f"a push carries at most {PUSH_SLOTS} contributions "
                              f"(got {len(contributions)})")
+        self._expect_reply()
         for i, c in enumerate(contributions):
             bases = self.versions.get(c.base_version, [c.base_version] * len(self.links))
             frames = [link.pushes[i] for link in self.links]
@@ -345,9 +350,7 @@ class GlooServerClient:
                 part = c._replace(payload=c.payload[lo:hi], base_version=bases[k],
                                   buffers=c.buffers if k == 0 else None)
                 frame.write_contribution(part, last=i == len(contributions) - 1)
-            if i == 0:
-                self._expect_reply()
-            self._exchange("send", frames, "pushing to the parameter server")
+            self._send(frames, "pushing to the parameter server")
         return IN_FLIGHT
 
     def _requests(self, kind: int, clock: int = 0) -> list[Frame]:
@@ -359,15 +362,14 @@ class GlooServerClient:
     def wait_until_allowed(self, worker: int, clock: int) -> object:
         """Ask every shard for a reply once iteration `clock` may start; returns IN_FLIGHT once
         sent, the reply is `get`'s."""
-        frames = self._requests(Frame.WAIT, clock)
         self._expect_reply()
-        self._exchange("send", frames, "asking the parameter server")
+        self._send(self._requests(Frame.WAIT, clock), "asking the parameter server")
         return IN_FLIGHT
 
     def get(self, _in_flight: object) -> Reply:
         """The reply to the last push or wait (one is in flight at most)."""
         back = [link.reply for link in self.links]
-        self._wait(self.replies, "waiting for the parameter server")
+        self._gloo("waiting for the parameter server", lambda: self.replies)
         for control, handle, frame in zip(self.controls, self.handles, back, strict=True):
             if frame.kind == Frame.ERROR:  # the call below raises the server's error
                 control.get(handle.pair_error.remote(self.worker))
@@ -377,7 +379,7 @@ class GlooServerClient:
     def leave(self, worker: int) -> None:
         """Say BYE on every pair (the server's threads for them end), then leave every shard over
         Ray; blocks, bounded."""
-        self._exchange("send", self._requests(Frame.BYE), "leaving the parameter server")
+        self._send(self._requests(Frame.BYE), "leaving the parameter server")
         refs = [h.leave.remote(worker) for h in self.handles]
         for c, r in zip(self.controls, refs, strict=True):
             c.get(r)
@@ -385,4 +387,5 @@ class GlooServerClient:
     def close(self) -> None:
         """Release the pairs: their sockets close when the groups are freed (gloo's abort
         does nothing), and the server's thread for each then ends; safe to call twice."""
+        self.replies = []  # a posted receive holds its group too
         self.links.clear()

@@ -101,7 +101,8 @@ class Allocator:
         """How much longer a clock takes with `batches` (default: the current ones) than with
         every live worker's batch exactly proportional to its measured rate: the slowest
         worker's predicted time per batch over the balanced time, minus 1. Under SSP and BSP
-        every worker waits for the slowest, so this is the share of throughput lost."""
+        every worker waits for the slowest, so this is the share of throughput lost. Needs a
+        measured rate for every live worker (after the probe)."""
         live = sorted(self.members.live)
         batches = self.batches if batches is None else batches
         balanced = self.global_batch / sum(self.rates[w] for w in live)
