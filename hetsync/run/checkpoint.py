@@ -137,8 +137,7 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
     if cfg.faults.resume is not None:
-        if (out / "summary.json").exists():
-            raise ConfigError(f"the run in {out} has finished; there is nothing to resume")
+        check_resumable(out)
         return load_checkpoint(out, cfg, num_params)
     board = Path(cfg.output.tensorboard) if cfg.output.tensorboard else None
     # the run's TensorBoard folder may be inside --out (its events are the run's too)
@@ -181,13 +180,20 @@ def saved_iterations(out_dir: Path) -> int | None:
         return None
 
 
-def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
-    """The checkpoint in `out_dir`, refused with a one-line error when it is missing, corrupt,
-    or from a run with other settings or another model."""
-    path = out_dir / CHECKPOINT_FILE
-    if not path.exists():
+def check_resumable(out_dir: Path) -> None:
+    """Refuse `--resume out_dir` in one line when that run has finished or left no checkpoint:
+    called before the data is loaded too, so that a missing run is the error reported."""
+    if (out_dir / "summary.json").exists():
+        raise ConfigError(f"the run in {out_dir} has finished; there is nothing to resume")
+    if not (out_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(f"--resume {out_dir}: there is no {CHECKPOINT_FILE} to resume from "
                           "(checkpoints need --out and --checkpoint-every)")
+
+
+def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
+    """The checkpoint in `out_dir`, refused with a one-line error when it is corrupt or from a
+    run with other settings or another model (`check_resumable` refuses a missing one)."""
+    path = out_dir / CHECKPOINT_FILE  # there is one: `check_resumable` ran before
     raw = load_weights(path)
     try:
         ckpt = Checkpoint(**raw)

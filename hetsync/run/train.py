@@ -34,6 +34,7 @@ from hetsync.models import build_model, resolve_model
 from hetsync.run.checkpoint import (
     Checkpoint,
     CheckpointSchedule,
+    check_resumable,
     prepare_out,
     save_atomic,
 )
@@ -63,6 +64,8 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     cfg = config if config is not None else TrainConfig.from_flat(**settings)
     tr = cfg.training
     check_tensorboard(cfg.output.tensorboard, cfg.output.overwrite, cfg.faults.resume is not None)
+    if cfg.faults.resume is not None and cfg.output.out_dir is not None:
+        check_resumable(cfg.output.out_dir)
     train_data, val_data = load_dataset(cfg)
     shard = len(train_data) // tr.workers
     if tr.batch_size > shard:

@@ -40,6 +40,7 @@ from hetsync.errors import ConfigError
     (["--resume", "/tmp/x", "--out", "/tmp/y"], "--resume /tmp/x continues that folder"),
     (["--dataset", "synthetic", "--resume", "/nonexistent/run"],
      "there is no checkpoint.pt to resume from"),
+    (["--resume", "/nonexistent/run"], "there is no checkpoint.pt to resume from"),
     (["--dataset", "synthetic", "--address", "127.0.0.1:1"],
      "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--dataset", "mnist-10k", "--data-dir", "/nonexistent/mnist"], "does not exist"),
