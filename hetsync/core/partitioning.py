@@ -32,17 +32,24 @@ class Chunk:
 
 
 def proportional_batches(total: int, weights: list[float]) -> list[int]:
-    """Integers >= 1 proportional to `weights` that sum to exactly `total` (largest remainder),
-    so the global batch per clock, and with it the learning-rate semantics, never changes."""
+    """Integers >= 1 that sum to exactly `total` (so the global batch per clock, and with it
+    the learning-rate semantics, never changes) and make the longest `batch / weight` as
+    short as integers allow: with `weights` the workers' rates, every clock waits for the
+    slowest worker, so that maximum is the clock's length. A largest-remainder split of
+    `total - n` plus one sample each overloads small shares: it gave speeds 4,4,2,1 of 256
+    the batches 93,92,47,24, the slowest worker 3.1% over its share and every clock 3.1%
+    longer; this split gives 94,93,46,23 (1.0%)."""
     n = len(weights)
     if total < n:
         raise ValueError(f"a global batch of {total} cannot give {n} workers one sample each")
     w = np.asarray(weights, dtype=float)
-    raw = (total - n) * w / w.sum()
-    out = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - out), kind="stable")[: (total - n) - out.sum()]:
-        out[i] += 1
-    return [int(b) + 1 for b in out]
+    out = np.maximum(1, np.floor(total * w / w.sum())).astype(int)
+    while out.sum() > total:  # the floor of one sample each overshot: trim the longest
+        i = int(np.argmax(np.where(out > 1, out / w, -np.inf)))
+        out[i] -= 1
+    while out.sum() < total:  # greedy: each sample to whoever it lengthens least
+        out[int(np.argmin((out + 1) / w))] += 1
+    return [int(b) for b in out]
 
 
 class Allocator:

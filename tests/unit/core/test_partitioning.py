@@ -12,6 +12,31 @@ def test_proportional_batches_sum_exactly_and_follow_speed():
     assert sum(b) == 256 and abs(b[0] - b[1]) <= 1 and b[1] > b[2] > b[3] >= 1
     assert abs(b[0] / b[3] - 4) < 0.2
     assert proportional_batches(4, [100.0, 1.0, 1.0, 1.0]) == [1, 1, 1, 1]
+    # the slowest worker's share is not rounded up at the others' cost (it was 24: 3.1% over)
+    assert proportional_batches(256, [4.0, 4.0, 2.0, 1.0]) == [94, 93, 46, 23]
+
+
+def _compositions(total: int, parts: int):
+    if parts == 1:
+        yield (total,)
+        return
+    for first in range(1, total - parts + 2):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first, *rest)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.01, 100.0), min_size=1, max_size=4), st.integers(0, 8))
+def test_proportional_batches_make_the_longest_clock_as_short_as_integers_allow(weights, extra):
+    """Against every split of `total` into positive integers: none has a shorter longest
+    `batch / weight`, which under SSP and BSP is the length of a clock."""
+    total = len(weights) + extra
+    b = proportional_batches(total, weights)
+    assert sum(b) == total and min(b) >= 1
+    longest = max(x / w for x, w in zip(b, weights, strict=True))
+    best = min(max(x / w for x, w in zip(c, weights, strict=True))
+               for c in _compositions(total, len(weights)))
+    assert longest <= best * (1 + 1e-9)
 
 
 def test_probe_is_equal_then_shares_follow_measured_speed():
