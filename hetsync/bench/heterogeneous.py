@@ -10,7 +10,11 @@
   own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
-Writes results.csv, report.md, a chart, and summary.json (keys read by other tools)."""
+Each system is tuned once, then run with every seed of the budget (3 in full mode), seeds
+interleaved across systems so that a slow spell of the machine falls on all of them; runs of
+one system on this 2-core machine vary by several percent (docs/allocation.md), so the
+summary gives means. Writes results.csv, report.md, a chart, and summary.json (keys read by
+other tools)."""
 
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ from hetsync.emulation import StepPacer, emulated_cluster
 from hetsync.models import build_model, resolve_model
 from hetsync.run.train import train
 
-BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 1))  # (quick, full)
+BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 3))  # (quick, full)
+MAIN = "speeds 1,1,2,4"
 RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run (and the ceiling)
 CONFIGS = {
     "ssp_idpa": dict(sync="ssp", staleness=3, allocation="idpa"),
@@ -105,73 +110,98 @@ def emulation_ceiling(cfg: TrainConfig, seconds: float) -> dict:
 
 def run(b: Bench) -> list[Path]:
     """Measures the module docstring's cases: the ceiling (before Ray starts), then each system
-    tuned and run on speeds 1,1,2,4, and the interference runs in full mode only. Returns
-    summary.json, the chart and report.md."""
+    tuned, then run on speeds 1,1,2,4 with every seed, and the interference runs (seed 0) in
+    full mode only. Returns summary.json, the chart and report.md."""
     speeds = speeds_for(4)
     ceiling = emulation_ceiling(b.config(workers=4, speeds=speeds), 10.0 if b.quick else 20.0)
     b.record("ceiling", "emulated nodes alone", 0, ceiling,
              batches=",".join(map(str, ceiling["batches"])))
-    results = {}
+    systems = {**{name: (_hetsync, setting) for name, setting in CONFIGS.items()},
+               **{name: (peer, {}) for name, peer in PEERS.items()}}
     with ray_session(None, cpus=4):
-        for name, setting in CONFIGS.items():
-            tuned = b.tune(name, _hetsync, workers=4, speeds=speeds, **setting)
-            s = train(b.config(workers=4, speeds=speeds, **{**setting, **tuned})).summary
-            results[name] = b.record("speeds 1,1,2,4", name, 0, s, **tuned,
-                                     max_staleness_observed=s["max_staleness_observed"],
-                                     wait_fraction=s["wait_fraction"],
-                                     allocation_changes=s["allocation_changes"])
-        for name, peer in PEERS.items():
-            tuned = b.tune(name, peer, workers=4, speeds=speeds)
-            results[name] = b.record("speeds 1,1,2,4", name, 0,
-                                     peer(b.config(workers=4, speeds=speeds, **tuned)), **tuned)
+        for name, (runner, setting) in systems.items():
+            b.tune(name, runner, workers=4, speeds=speeds, **setting)
+        for seed in range(b.budget.seeds):
+            for name, (runner, setting) in systems.items():
+                s = runner(b.config(workers=4, speeds=speeds, seed=seed,
+                                    **{**setting, **b.tuned[name]}))
+                b.record(MAIN, name, seed, s, **b.tuned[name],
+                         **{k: s.get(k) for k in ("max_staleness_observed", "wait_fraction",
+                                                  "allocation_changes")})
         if not b.quick:
             for name in ("ssp_idpa", "agwu_idpa"):
                 s = train(b.config(workers=4, speeds=speeds, interference=INTERFERENCE,
                                    **{**CONFIGS[name], **b.tuned[name]})).summary
-                b.record(f"speeds 1,1,2,4, {INTERFERENCE}", name, 0, s,
+                b.record(f"{MAIN}, {INTERFERENCE}", name, 0, s,
                          allocation_changes=s["allocation_changes"])
-    summary = {"ceiling_samples_per_s": ceiling["throughput_samples_per_s"],
-               "ideal_samples_per_s": ceiling["ideal_throughput_samples_per_s"]}
-    for name, row in results.items():
-        summary[f"{name}_samples_per_s"] = row["throughput_samples_per_s"]
-        summary[f"{name}_time_to_target_s"] = row["time_to_target_s"]
-        summary[f"{name}_final_accuracy"] = row["final_val_accuracy"]
-    summary = {**{k: summary.get(k) for k in KEYS}, **summary}
+    summary = summarize(b, ceiling)
     path = b.out / "summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    return [path, _chart(b, results, ceiling), write(b.out / "report.md",
-                                                     _report(b, results, summary))]
+    return [path, _chart(b, summary), write(b.out / "report.md", _report(b, summary))]
 
 
-def _chart(b: Bench, results: dict, ceiling: dict) -> Path:
-    names = ["ceiling", *results]
-    rates = [ceiling["throughput_samples_per_s"],
-             *[r["throughput_samples_per_s"] for r in results.values()]]
+def summarize(b: Bench, ceiling: dict) -> dict:
+    """summary.json: each system's means over its seeds on speeds 1,1,2,4. A time to target is
+    the mean only where every seed reached the target, else None; `*_runs_reaching_target`
+    says how many did."""
+    summary = {"ceiling_samples_per_s": ceiling["throughput_samples_per_s"],
+               "ideal_samples_per_s": ceiling["ideal_throughput_samples_per_s"],
+               "seeds": b.budget.seeds}
+    for metric, key in (("throughput_samples_per_s", "samples_per_s"),
+                        ("final_val_accuracy", "final_accuracy")):
+        for name, (mean, _, _) in b.stats(MAIN, metric).items():
+            summary[f"{name}_{key}"] = mean
+    for name, (mean, _, reached) in b.stats(MAIN, "time_to_target_s").items():
+        summary[f"{name}_time_to_target_s"] = mean if reached == b.budget.seeds else None
+        summary[f"{name}_runs_reaching_target"] = reached
+    return {**{k: summary.get(k) for k in KEYS}, **summary}
+
+
+def _chart(b: Bench, summary: dict) -> Path:
+    names = list(dict.fromkeys(r["case"] for r in b.rows if r["part"] == MAIN))
+    rates = [summary["ceiling_samples_per_s"], *[summary[f"{n}_samples_per_s"] for n in names]]
+    spread = [0.0, *[b.stats(MAIN, "throughput_samples_per_s")[n][1] for n in names]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.bar(names, rates, color=["tab:gray"] + ["tab:blue"] * len(results))
-    ax.axhline(ceiling["ideal_throughput_samples_per_s"], color="black", linestyle="--",
-               linewidth=1, label="ideal (sum of the nodes' rates)")
+    ax.bar(["ceiling", *names], rates, yerr=spread, capsize=3,
+           color=["tab:gray"] + ["tab:blue"] * len(names))
+    ax.axhline(summary["ideal_samples_per_s"], color="black", linestyle="--", linewidth=1,
+               label="ideal (sum of the nodes' rates)")
     ax.set_ylabel("samples/s")
-    ax.set_title("speeds 1,1,2,4, 4 workers: throughput against the ceiling")
+    ax.set_title(f"speeds 1,1,2,4, 4 workers: throughput against the ceiling "
+                 f"(mean ± spread of {b.budget.seeds} seed(s))")
     ax.tick_params(axis="x", labelrotation=25)
     ax.legend()
     return save(fig, b.out / "heterogeneous-throughput.png")
 
 
-def _report(b: Bench, results: dict, summary: dict) -> str:
-    ceil = summary["ceiling_samples_per_s"]
-    ssp, bsp = results["ssp_idpa"], results["bsp_uniform"]
+def _system_line(b: Bench, summary: dict, name: str) -> str:
+    """One system's mean throughput against the ceiling and the ideal, each seed's ratio (the
+    spread behind the mean), its waiting where it has any, and how many runs reached the
+    target."""
+    ceil, mean = summary["ceiling_samples_per_s"], summary[f"{name}_samples_per_s"]
+    runs = [r for r in b.rows if r["part"] == MAIN and r["case"] == name]
+    per_seed = ", ".join(f"{r['throughput_samples_per_s'] / ceil:.3f}" for r in runs)
+    wait = b.stats(MAIN, "wait_fraction")[name][0]
+    return (f"- {name}: mean throughput / ceiling {ratio(mean, ceil)} (per seed: {per_seed}), "
+            f"/ ideal {ratio(mean, summary['ideal_samples_per_s'])}; "
+            + ("" if wait is None else f"waiting {wait:.1%} of the run; ")
+            + f"{summary[f'{name}_runs_reaching_target']} of {len(runs)} run(s) reached "
+            f"{b.budget.target}\n")
+
+
+def _report(b: Bench, summary: dict) -> str:
+    names = list(dict.fromkeys(r["case"] for r in b.rows if r["part"] == MAIN))
+    ttt = {n: summary[f"{n}_time_to_target_s"] for n in names}
     return (b.header("hetsync bench heterogeneous")
             + "## Speeds 1,1,2,4, 4 workers\n\n"
             + b.table("ceiling", ("throughput_samples_per_s", "ideal_throughput_samples_per_s"))
-            + "\n" + b.table("speeds 1,1,2,4") + "\n"
-            + "".join(f"- {name}: throughput / ceiling "
-                      f"{ratio(r['throughput_samples_per_s'], ceil)}, / ideal "
-                      f"{ratio(r['throughput_samples_per_s'], summary['ideal_samples_per_s'])}\n"
-                      for name, r in results.items())
-            + f"- time to {b.budget.target}: bsp_uniform / ssp_idpa = "
-            f"{ratio(bsp['time_to_target_s'], ssp['time_to_target_s'])}; bsp_idpa / ssp_idpa = "
-            f"{ratio(results['bsp_idpa']['time_to_target_s'], ssp['time_to_target_s'])}\n\n"
-            + ("" if b.quick else f"## With interference {INTERFERENCE}\n\n"
-               + b.table(f"speeds 1,1,2,4, {INTERFERENCE}") + "\n")
+            + "\n" + b.table(MAIN) + "\n"
+            + "".join(_system_line(b, summary, n) for n in names)
+            + "- ssp_idpa / plain_async_ps throughput: "
+            f"{ratio(summary['ssp_idpa_samples_per_s'], summary['plain_async_ps_samples_per_s'])}"
+            f"\n- mean time to {b.budget.target} (where every seed reached it): bsp_uniform / "
+            f"ssp_idpa = {ratio(ttt['bsp_uniform'], ttt['ssp_idpa'])}; bsp_idpa / ssp_idpa = "
+            f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])}\n\n"
+            + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"
+               + b.table(f"{MAIN}, {INTERFERENCE}") + "\n")
             + "![](heterogeneous-throughput.png)\n\n" + b.sweep_table())

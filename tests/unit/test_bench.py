@@ -1,5 +1,7 @@
 """The benchmark machinery without runs: the report's statistics say what the rows say."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from hetsync.bench.harness import Bench, against, middle_third_slowdown, paced_steps, speeds_for
@@ -155,3 +157,35 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
                     settings={**settings, "lr": 0.02})
     seen.clear()
     assert pinned.tune("b", run)["lr"] == 0.02 and len(seen) == 1  # --config fixes it
+
+
+def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
+    """Several seeds per system: summary.json holds the means, a time to target only where
+    every seed reached the target, and how many did; the report lists each seed's ratio."""
+    from hetsync.bench import heterogeneous as het
+    from hetsync.bench.harness import _bench
+
+    b = _bench("heterogeneous", tmp_path, None, quick=True,
+               settings={"iterations": 200, "dataset": "synthetic", "batch_size": 16})
+    b.budget = replace(b.budget, seeds=2)
+    ceiling = {"throughput_samples_per_s": 1000.0, "ideal_throughput_samples_per_s": 1100.0,
+               "batches": [1]}
+    b.record("ceiling", "emulated nodes alone", 0, ceiling)
+    runs = {"ssp_idpa": [(900.0, 0.96, 5.0), (800.0, 0.98, 7.0)],
+            "bsp_uniform": [(400.0, 0.97, 20.0), (500.0, 0.95, None)]}
+    for name in (*het.CONFIGS, *het.PEERS):
+        for seed, (rate, acc, ttt) in enumerate(runs.get(name, [(600.0, 0.9, None)] * 2)):
+            b.record(het.MAIN, name, seed, {"throughput_samples_per_s": rate,
+                                            "final_val_accuracy": acc, "time_to_target_s": ttt},
+                     wait_fraction=0.02 if name in het.CONFIGS else None)
+    s = het.summarize(b, ceiling)
+    assert list(s)[:len(het.KEYS)] == list(het.KEYS)
+    assert s["ssp_idpa_samples_per_s"] == 850.0 and s["ssp_idpa_final_accuracy"] == 0.97
+    assert s["ssp_idpa_time_to_target_s"] == 6.0 and s["ssp_idpa_runs_reaching_target"] == 2
+    assert s["bsp_uniform_time_to_target_s"] is None  # one of two seeds did not reach it
+    assert s["bsp_uniform_runs_reaching_target"] == 1 and s["seeds"] == 2
+    report = het._report(b, s)
+    assert "- ssp_idpa: mean throughput / ceiling 0.85x (per seed: 0.900, 0.800)" in report
+    assert "waiting 2.0% of the run; 2 of 2 run(s) reached 0.95" in report
+    assert "- plain_async_ps: mean throughput / ceiling 0.60x (per seed: 0.600, 0.600), / " \
+           "ideal 0.55x; 0 of 2 run(s)" in report
