@@ -174,11 +174,7 @@ class Bench:
             for momentum in momenta:
                 cfg = self.config(**{**settings, "lr": lr, "momentum": momentum,
                                      "iterations": short})
-                try:
-                    result = run(cfg)
-                except DivergedError:
-                    result = {"final_val_accuracy": 0.0}
-                row = self.record("sweep", case, 0, result, lr=lr, momentum=momentum)
+                row = self.record("sweep", case, 0, attempt(run, cfg), lr=lr, momentum=momentum)
                 key = (row["final_val_accuracy"] or 0.0, -(row["wall_time_s"] or math.inf))
                 if best is None or key > best[0]:
                     best = (key, {"lr": lr, "momentum": momentum})
@@ -265,6 +261,16 @@ class Bench:
                 "mean ± spread (population "
                 "standard deviation) over the seeds; every number here comes from this run "
                 "(results.csv).\n\n")
+
+
+def attempt(run: Callable[[TrainConfig], dict], cfg: TrainConfig) -> dict:
+    """`run(cfg)`'s summary or, where the training loss stopped being finite, a result that
+    says so (accuracy 0, no throughput): one diverging run is a row of the report, not the end
+    of a suite whose rows are written only when it ends."""
+    try:
+        return run(cfg)
+    except DivergedError:
+        return {"final_val_accuracy": 0.0}
 
 
 def ratio(a: float | None, b: float | None) -> str:

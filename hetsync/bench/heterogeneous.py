@@ -31,6 +31,7 @@ from hetsync.bench.harness import (
     TRAINING_SETTINGS,
     Bench,
     Budget,
+    attempt,
     paced_steps,
     ratio,
     save,
@@ -123,17 +124,18 @@ def run(b: Bench) -> list[Path]:
             b.tune(name, runner, workers=4, speeds=speeds, **setting)
         for seed in range(b.budget.seeds):
             for name, (runner, setting) in systems.items():
-                s = runner(b.config(workers=4, speeds=speeds, seed=seed,
-                                    **{**setting, **b.tuned[name]}))
+                s = attempt(runner, b.config(workers=4, speeds=speeds, seed=seed,
+                                             **{**setting, **b.tuned[name]}))
                 b.record(MAIN, name, seed, s, **b.tuned[name],
                          **{k: s.get(k) for k in ("max_staleness_observed", "wait_fraction",
                                                   "allocation_changes")})
         if not b.quick:
             for name in ("ssp_idpa", "agwu_idpa"):
-                s = train(b.config(workers=4, speeds=speeds, interference=INTERFERENCE,
-                                   **{**CONFIGS[name], **b.tuned[name]})).summary
+                s = attempt(_hetsync, b.config(workers=4, speeds=speeds,
+                                               interference=INTERFERENCE,
+                                               **{**CONFIGS[name], **b.tuned[name]}))
                 b.record(f"{MAIN}, {INTERFERENCE}", name, 0, s,
-                         allocation_changes=s["allocation_changes"])
+                         allocation_changes=s.get("allocation_changes"))
     summary = summarize(b, ceiling)
     path = b.out / "summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -159,7 +161,8 @@ def summarize(b: Bench, ceiling: dict) -> dict:
 
 def _chart(b: Bench, summary: dict) -> Path:
     names = list(dict.fromkeys(r["case"] for r in b.rows if r["part"] == MAIN))
-    rates = [summary["ceiling_samples_per_s"], *[summary[f"{n}_samples_per_s"] for n in names]]
+    rates = [summary["ceiling_samples_per_s"],
+             *[summary[f"{n}_samples_per_s"] or 0.0 for n in names]]  # 0: every seed diverged
     spread = [0.0, *[b.stats(MAIN, "throughput_samples_per_s")[n][1] for n in names]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.bar(["ceiling", *names], rates, yerr=spread, capsize=3,
@@ -180,13 +183,22 @@ def _system_line(b: Bench, summary: dict, name: str) -> str:
     target."""
     ceil, mean = summary["ceiling_samples_per_s"], summary[f"{name}_samples_per_s"]
     runs = [r for r in b.rows if r["part"] == MAIN and r["case"] == name]
-    per_seed = ", ".join(f"{r['throughput_samples_per_s'] / ceil:.3f}" for r in runs)
+    per_seed = ", ".join("diverged" if r["throughput_samples_per_s"] is None
+                         else f"{r['throughput_samples_per_s'] / ceil:.3f}" for r in runs)
     wait = b.stats(MAIN, "wait_fraction")[name][0]
     return (f"- {name}: mean throughput / ceiling {ratio(mean, ceil)} (per seed: {per_seed}), "
             f"/ ideal {ratio(mean, summary['ideal_samples_per_s'])}; "
             + ("" if wait is None else f"waiting {wait:.1%} of the run; ")
             + f"{summary[f'{name}_runs_reaching_target']} of {len(runs)} run(s) reached "
             f"{b.budget.target}\n")
+
+
+def _per_seed_times(b: Bench, a: str, over: str) -> str:
+    """`a`'s time to target over `over`'s, seed by seed: the spread behind the ratio of the
+    means, and a ratio where some seed missed the target."""
+    times = {(r["case"], r["seed"]): r["time_to_target_s"] for r in b.rows if r["part"] == MAIN}
+    return ", ".join(ratio(times.get((a, seed)), times.get((over, seed))).split(" ")[0]
+                     for seed in range(b.budget.seeds))
 
 
 def _report(b: Bench, summary: dict) -> str:
@@ -200,8 +212,10 @@ def _report(b: Bench, summary: dict) -> str:
             + "- ssp_idpa / plain_async_ps throughput: "
             f"{ratio(summary['ssp_idpa_samples_per_s'], summary['plain_async_ps_samples_per_s'])}"
             f"\n- mean time to {b.budget.target} (where every seed reached it): bsp_uniform / "
-            f"ssp_idpa = {ratio(ttt['bsp_uniform'], ttt['ssp_idpa'])}; bsp_idpa / ssp_idpa = "
-            f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])}\n\n"
+            f"ssp_idpa = {ratio(ttt['bsp_uniform'], ttt['ssp_idpa'])} (per seed: "
+            f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa')}); bsp_idpa / ssp_idpa = "
+            f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])} (per seed: "
+            f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"
                + b.table(f"{MAIN}, {INTERFERENCE}") + "\n")
             + "![](heterogeneous-throughput.png)\n\n" + b.sweep_table())

@@ -36,13 +36,15 @@ def proportional_batches(total: int, weights: list[float]) -> list[int]:
     the learning-rate semantics, never changes) and make the longest `batch / weight` as
     short as integers allow: with `weights` the workers' rates, every clock waits for the
     slowest worker, so that maximum is the clock's length. A largest-remainder split of
-    `total - n` plus one sample each overloads small shares: it gave speeds 4,4,2,1 of 256
-    the batches 93,92,47,24, the slowest worker 3.1% over its share and every clock 3.1%
-    longer; this split gives 94,93,46,23 (1.0%)."""
+    `total - n` plus one sample each overloads small shares: it gave rates 4,4,2,1 (the
+    emulated speeds 1,1,2,4) of 256 the batches 93,92,47,24, the slowest worker 3.1% over its
+    share and every clock 3.1% longer; this split gives 94,93,46,23 (1.0%)."""
     n = len(weights)
     if total < n:
         raise ValueError(f"a global batch of {total} cannot give {n} workers one sample each")
     w = np.asarray(weights, dtype=float)
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise ValueError(f"batch shares need finite weights > 0 (got {list(weights)})")
     out = np.maximum(1, np.floor(total * w / w.sum())).astype(int)
     while out.sum() > total:  # the floor of one sample each overshot: trim the longest
         i = int(np.argmax(np.where(out > 1, out / w, -np.inf)))

@@ -189,3 +189,16 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     assert "waiting 2.0% of the run; 2 of 2 run(s) reached 0.95" in report
     assert "- plain_async_ps: mean throughput / ceiling 0.60x (per seed: 0.600, 0.600), / " \
            "ideal 0.55x; 0 of 2 run(s)" in report
+    assert "bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: 4.00x, " \
+           "n/a)" in report
+    # a run whose loss diverged is a row (accuracy 0, no throughput), not the end of the suite
+    from hetsync.bench.harness import attempt
+    from hetsync.errors import DivergedError
+
+    def diverges(cfg):
+        raise DivergedError("the training loss became nan")
+
+    b.rows = [r for r in b.rows if not (r["case"] == "ddp_proportional" and r["seed"] == 1)]
+    b.record(het.MAIN, "ddp_proportional", 1, attempt(diverges, None))
+    assert "- ddp_proportional: mean throughput / ceiling 0.60x (per seed: 0.600, diverged)" \
+           in het._report(b, het.summarize(b, ceiling))

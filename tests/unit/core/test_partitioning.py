@@ -1,6 +1,7 @@
 """IDPA: proportional batches, incremental rebalancing, and no lost or duplicated samples."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,9 @@ def test_proportional_batches_sum_exactly_and_follow_speed():
     assert proportional_batches(4, [100.0, 1.0, 1.0, 1.0]) == [1, 1, 1, 1]
     # the slowest worker's share is not rounded up at the others' cost (it was 24: 3.1% over)
     assert proportional_batches(256, [4.0, 4.0, 2.0, 1.0]) == [94, 93, 46, 23]
+    for bad in ([1.0, 0.0], [1.0, -1.0], [float("inf"), 1.0], [float("nan"), 1.0]):
+        with pytest.raises(ValueError, match="finite weights > 0"):
+            proportional_batches(8, bad)
 
 
 def _compositions(total: int, parts: int):
