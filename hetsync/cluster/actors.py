@@ -43,11 +43,15 @@ class ServerActor:
     guards the state for both, and every change wakes the waiters of both (a condition per
     path). A wait is bounded by the run's timeout and, when it expires, names who is late."""
 
-    def __init__(self, timeout_s: float, server: dict[str, Any], allocation: dict[str, Any],
-                 state: dict | None = None, allocation_state: dict | None = None):
+    def __init__(self, timeout_s: float, server: dict[str, Any],
+                 allocation: dict[str, Any] | None, state: dict | None = None,
+                 allocation_state: dict | None = None):
+        """`allocation`: the allocator's settings on the shard that hosts it (shard 0), None on
+        the others."""
         members = Membership(server["workers"])
         self.ps = ParameterServer(**server, members=members)
-        self.allocator = Allocator(**allocation, members=members)
+        self.allocator = (Allocator(**allocation, members=members) if allocation is not None
+                          else None)
         if state is not None:
             self.ps.load_state_dict(state)
         if allocation_state is not None:
@@ -177,7 +181,8 @@ class ServerActor:
         """A worker's process died: it holds no one back, and its data goes back to the pool."""
         def lost() -> None:
             self.ps.leave(worker)
-            self.allocator.reclaim(worker)
+            if self.allocator is not None:
+                self.allocator.reclaim(worker)
         self._change(lost)
 
     async def status(self) -> Status:
@@ -191,7 +196,7 @@ class ServerActor:
         last poll, and the allocator's changes from index `since` on."""
         with self.lock:
             return (self.ps.status(), self.ps.take_snapshots(),
-                    self.allocator.changes[since:])
+                    self.allocator.changes[since:] if self.allocator is not None else [])
 
     async def final(self) -> Snapshot:
         """The weights and buffers now, as a snapshot: the run's final model once the workers are
@@ -205,7 +210,8 @@ class ServerActor:
         # The allocator first: data handed out after its state was taken is handed out again
         # on resume (trained twice at worst), where the other order could skip samples.
         with self.lock:
-            return {"allocator": self.allocator.state_dict(), "server": self.ps.state_dict()}
+            allocator = self.allocator.state_dict() if self.allocator is not None else None
+            return {"allocator": allocator, "server": self.ps.state_dict()}
 
     # ------------------------------------------------------------------ the data allocator
     async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:

@@ -66,7 +66,8 @@ class ServerHandle:
             if k:
                 part["buffers"] = None
             self.actors.append(remote_server(
-                timeout_s=timeout_s, server=part, allocation=allocation, state=states[k],
+                timeout_s=timeout_s, server=part, allocation=allocation if k == 0 else None,
+                state=states[k],
                 allocation_state=allocation_state if k == 0 else None))
         self.actor = self.actors[0]
         self.snapshots = SnapshotZipper(shards)
