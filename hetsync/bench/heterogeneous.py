@@ -160,10 +160,11 @@ def summarize(b: Bench, ceiling: dict) -> dict:
 
 
 def _chart(b: Bench, summary: dict) -> Path:
-    names = list(dict.fromkeys(r["case"] for r in b.rows if r["part"] == MAIN))
+    stats = b.stats(MAIN, "throughput_samples_per_s")  # case -> (mean, spread, runs)
+    names = list(stats)
     rates = [summary["ceiling_samples_per_s"],
-             *[summary[f"{n}_samples_per_s"] or 0.0 for n in names]]  # 0: every seed diverged
-    spread = [0.0, *[b.stats(MAIN, "throughput_samples_per_s")[n][1] for n in names]]
+             *[stats[n][0] or 0.0 for n in names]]  # 0: every seed diverged
+    spread = [0.0, *[stats[n][1] for n in names]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.bar(["ceiling", *names], rates, yerr=spread, capsize=3,
            color=["tab:gray"] + ["tab:blue"] * len(names))
@@ -177,15 +178,14 @@ def _chart(b: Bench, summary: dict) -> Path:
     return save(fig, b.out / "heterogeneous-throughput.png")
 
 
-def _system_line(b: Bench, summary: dict, name: str) -> str:
+def _system_line(b: Bench, summary: dict, name: str, wait: float | None) -> str:
     """One system's mean throughput against the ceiling and the ideal, each seed's ratio (the
     spread behind the mean), its waiting where it has any, and how many runs reached the
-    target."""
+    target. `wait`: its mean wait fraction, None for a peer."""
     ceil, mean = summary["ceiling_samples_per_s"], summary[f"{name}_samples_per_s"]
     runs = [r for r in b.rows if r["part"] == MAIN and r["case"] == name]
     per_seed = ", ".join("diverged" if r["throughput_samples_per_s"] is None
                          else f"{r['throughput_samples_per_s'] / ceil:.3f}" for r in runs)
-    wait = b.stats(MAIN, "wait_fraction")[name][0]
     return (f"- {name}: mean throughput / ceiling {ratio(mean, ceil)} (per seed: {per_seed}), "
             f"/ ideal {ratio(mean, summary['ideal_samples_per_s'])}; "
             + ("" if wait is None else f"waiting {wait:.1%} of the run; ")
@@ -202,13 +202,13 @@ def _per_seed_times(b: Bench, a: str, over: str) -> str:
 
 
 def _report(b: Bench, summary: dict) -> str:
-    names = list(dict.fromkeys(r["case"] for r in b.rows if r["part"] == MAIN))
-    ttt = {n: summary[f"{n}_time_to_target_s"] for n in names}
+    wait = b.stats(MAIN, "wait_fraction")  # case -> (mean, spread, runs), one per system
+    ttt = {n: summary[f"{n}_time_to_target_s"] for n in wait}
     return (b.header("hetsync bench heterogeneous")
             + "## Speeds 1,1,2,4, 4 workers\n\n"
             + b.table("ceiling", ("throughput_samples_per_s", "ideal_throughput_samples_per_s"))
             + "\n" + b.table(MAIN) + "\n"
-            + "".join(_system_line(b, summary, n) for n in names)
+            + "".join(_system_line(b, summary, n, w[0]) for n, w in wait.items())
             + "- ssp_idpa / plain_async_ps throughput: "
             f"{ratio(summary['ssp_idpa_samples_per_s'], summary['plain_async_ps_samples_per_s'])}"
             f"\n- mean time to {b.budget.target} (where every seed reached it): bsp_uniform / "
