@@ -319,8 +319,8 @@ class ClusterConfig:
     transport: str = setting(
         "gloo", "data plane for pushes and replies: gloo (torch.distributed point to point "
         "between the actors, Ray for control; on one node the frames stay in shared memory "
-        "and gloo carries a doorbell), gloo-tcp (whole frames over gloo even on one node) or "
-        "ray (Ray actor calls)", values=TRANSPORTS)
+        "and semaphores ring a doorbell), gloo-tcp (whole frames over gloo even on one node) "
+        "or ray (Ray actor calls)", values=TRANSPORTS)
     server_shards: int = setting(
         1, "parameter-server shards: the flat parameters split into K ranges balanced by size, "
            "one process each, pushed to and pulled from in parallel (not with --transport ray)",

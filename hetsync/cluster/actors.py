@@ -134,14 +134,14 @@ class ServerActor:
                 waited = time.perf_counter() - t0
             frame.write_reply(awaiting.reply(copy=False)._replace(waited_s=waited))
 
-    async def open_pair(self, worker: int, node: str | None = None) -> PairAddress:
+    async def open_pair(self, worker: int, node: str | None = None, pid: int = 0) -> PairAddress:
         """The data plane's pair for `worker` (`transport.py`), served by a thread here; its
-        frames in shared memory if the worker is on this Ray `node`."""
+        frames in shared memory if the worker (process `pid`) is on this Ray `node`."""
         if self.pairs is None:
             buffers = 0 if self.ps.buffers is None else len(self.ps.buffers)
             self.pairs = PairServer(self.ps.w.numel(), buffers, self.timeout_s,
                                     self._serve_pair)
-        return self.pairs.open(worker, node)
+        return self.pairs.open(worker, node, pid)
 
     async def pair_error(self, worker: int) -> None:
         """Raise what stopped the server answering `worker`'s last frame."""

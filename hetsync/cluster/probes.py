@@ -38,6 +38,42 @@ class PushProbe:
         return pushes, time.process_time() - cpu
 
 
+class CopyProbe:
+    """A process that copies memory back to back: several at once measure how the memory
+    copy rate holds up when processes share it, as server shards on one node do."""
+
+    def ready(self) -> bool:
+        """True once started."""
+        return True
+
+    def run(self, size: int, start_at: float, seconds: float) -> float:
+        """GB/s (each copied byte once) of copies of `size` floats from `start_at` for
+        `seconds`."""
+        src = np.ones(size, np.float32)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)  # pages touched before the clock starts
+        time.sleep(max(0.0, start_at - time.time()))
+        copies, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            np.copyto(dst, src)
+            copies += 1
+        return copies * src.nbytes / (time.perf_counter() - t0) / 1e9
+
+
+def copy_together_gb_per_s(size: int, processes: int, seconds: float,
+                           timeout_s: float = 60.0) -> float:
+    """The memory copy rate, in all, of `processes` processes copying at once."""
+    probes = [ray.remote(num_cpus=0)(CopyProbe).remote() for _ in range(processes)]
+    try:
+        ray.get([p.ready.remote() for p in probes], timeout=timeout_s)
+        start_at = time.time() + 0.5
+        return sum(ray.get([p.run.remote(size, start_at, seconds) for p in probes],
+                           timeout=seconds + timeout_s))
+    finally:
+        for p in probes:
+            ray.kill(p)
+
+
 def probe_capacity(server: ServerHandle, clients: int, size: int, seconds: float,
                    transport: str, timeout_s: float = 60.0) -> dict[str, float]:
     """`clients` probes (one process each, workers 0..clients-1 of `server`) push for

@@ -116,7 +116,7 @@ def test_the_data_plane_crosses_ray_nodes(tmp_path):
 class _NoPairServer:
     """Answers open_pair with an address where nothing listens."""
 
-    def open_pair(self, worker, node):
+    def open_pair(self, worker, node, pid):
         import socket
 
         from hetsync.cluster.transport import PairAddress
@@ -141,15 +141,16 @@ def test_a_pair_that_cannot_connect_is_one_line(ray_local):
 
 
 def test_shared_frames_are_one_memory_for_both_ends(tmp_path):
-    """What the server writes in its map the worker reads in its own, and the file is the
-    server's user's alone."""
+    """What the server writes in its map the worker reads in its own, also once the file's
+    name is gone."""
     from hetsync.cluster.transport import PairLink, SharedFrames
     from hetsync.core.wire import Reply
 
-    path = str(tmp_path / "frames")
+    path = str(tmp_path / f"frames-{os.getpid()}-{time.time_ns()}")  # names its doorbells
     server = SharedFrames(path, SIZE, 3, create=True)
     worker = SharedFrames(path, SIZE, 3, create=False)
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    server.unlink()  # as once the worker has connected: both maps stay usable
+    assert not os.path.exists(path)
     ends = [PairLink(None, rank, SIZE, 3, shared) for rank, shared in ((0, server), (1, worker))]
     weights = np.arange(SIZE, dtype=np.float32)
     ends[0].reply.write_reply(Reply(weights, np.ones(3, np.float32), 7, 5, 2, 6, 0.1, 0.0))
@@ -163,13 +164,49 @@ def test_shared_frames_are_one_memory_for_both_ends(tmp_path):
     np.testing.assert_array_equal(pushed.payload, -weights)
 
 
+def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_path):
+    """A post wakes the wait (once per post); a wait whose other end's process is gone raises
+    PeerGone within a slice, which the client reads as a lost peer; one past its bound raises
+    a timeout. The semaphores, like the file, are the server's user's alone."""
+    import subprocess
+    import sys
+
+    from hetsync.cluster.transport import RING_SLICE_S, PairLink, PeerGone, SharedFrames, _lost
+
+    path = str(tmp_path / f"frames-{os.getpid()}-{time.time_ns()}")  # names its doorbells
+    server = SharedFrames(path, SIZE, 0, create=True)
+    worker = SharedFrames(path, SIZE, 0, create=False)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(f"/dev/shm/sem.{os.path.basename(path)}.up").st_mode & 0o777 == 0o600
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)  # a process that has exited
+    try:
+        ends = [PairLink(None, 0, SIZE, 0, server, os.getpid(), timeout_s=0.3),
+                PairLink(None, 1, SIZE, 0, worker, dead_pid, timeout_s=5.0)]
+        ends[1].send(ends[1].pushes[0]).wait()
+        assert ends[0].recv(ends[0].pushes[0]).wait()  # the worker's post
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="timed out after 0 s") as timeout:
+            ends[0].recv(ends[0].pushes[0]).wait()  # no second post: the bound
+        assert not _lost(timeout.value)
+        with pytest.raises(PeerGone) as gone_error:
+            ends[1].recv(ends[1].reply).wait()  # the other end's process is gone
+        assert _lost(gone_error.value)
+        assert time.monotonic() - t0 < 0.3 + 3 * RING_SLICE_S + 1.0
+    finally:
+        server.unlink()
+    assert not os.path.exists(f"/dev/shm/sem.{os.path.basename(path)}.up")
+
+
 def test_a_pair_on_one_node_shares_its_frames_and_leaves_no_file(ray_local):
-    """The default transport on one node: the frames' file is gone from /dev/shm once the
-    worker has connected, pushes still apply, and gloo-tcp makes no file at all."""
+    """The default transport on one node: the frames' file and its doorbells are gone from
+    /dev/shm once the worker has connected, pushes still apply, and gloo-tcp makes no file
+    at all."""
     from hetsync.cluster.transport import SHARED_DIR
 
-    def files():
-        return {f for f in os.listdir(SHARED_DIR) if f.startswith("hetsync-")}
+    def files():  # the frames' files and their doorbells' semaphores (sem.NAME)
+        return {f for f in os.listdir(SHARED_DIR) if f.startswith(("hetsync-", "sem.hetsync-"))}
 
     before = files()
     for transport in ("gloo", "gloo-tcp"):
