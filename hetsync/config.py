@@ -288,7 +288,8 @@ class OutputConfig:
     eval_every: int = setting(100, "evaluate a weight snapshot every N applied gradients")
     defer_eval: bool = setting(
         False, "evaluate the snapshots after the run, not during it: no live accuracy, no CPU "
-               "taken from training; each snapshot keeps its own time")
+               "taken from training; each snapshot keeps its own time (checkpoints hold the "
+               "snapshots not yet evaluated)")
     target_accuracy: float = setting(0.97, "validation accuracy whose first crossing is "
                                            "reported as time_to_target_s")
     progress: bool = setting(True, "no progress line", flag="--quiet")

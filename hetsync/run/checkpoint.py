@@ -5,20 +5,24 @@ leaves half a file and a checkpoint can never execute code.
 A run checkpoint holds what a resumed run needs to continue where the saved one was: the
 server's state (global weights, optimizer state, version, clocks, staleness counters), the
 allocator's (the epoch's remaining data, measured rates, its RNG state) and the driver's
-(elapsed time, best accuracy, how many metrics records belong to the saved state).
+(elapsed time, best accuracy, how many metrics records belong to the saved state, and with
+`--defer-eval` the weight snapshots not yet evaluated, so that a checkpoint never makes the
+driver evaluate during training and a resumed run still evaluates every snapshot).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hetsync.config import FLAT, TrainConfig
+from hetsync.core.wire import Snapshot
 from hetsync.errors import ConfigError, DivergedError, HetsyncError
 from hetsync.run.metrics import write_json_atomic
 
@@ -84,6 +88,8 @@ class Checkpoint:
     best_val_accuracy: float | None
     time_to_target_s: float | None
     format: int = FORMAT
+    # --defer-eval: the snapshots not yet evaluated (`keep_snapshots`); absent before 2026-12
+    unevaluated: list[dict] = field(default_factory=list)
 
     @property
     def iterations(self) -> int:
@@ -92,7 +98,8 @@ class Checkpoint:
 
     @classmethod
     def of_run(cls, cfg, state: dict, elapsed_s: float, metrics_lines: int,
-               best: float | None, time_to_target: float | None) -> Checkpoint:
+               best: float | None, time_to_target: float | None,
+               unevaluated: list[dict] | None = None) -> Checkpoint:
         """A checkpoint of a run from the server actor's state (`{"server", "allocator"}`);
         weights that became non-finite stop the run instead, keeping the last good one."""
         server = state["server"]
@@ -103,11 +110,27 @@ class Checkpoint:
         return cls(identity=identity(cfg), num_params=server["weights"].numel(), server=server,
                    allocator=state["allocator"], elapsed_s=elapsed_s,
                    metrics_lines=metrics_lines, best_val_accuracy=best,
-                   time_to_target_s=time_to_target)
+                   time_to_target_s=time_to_target, unevaluated=unevaluated or [])
 
     def save(self, out_dir: Path) -> None:
         """Write checkpoint.pt into `out_dir` atomically, replacing the previous one."""
         save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)
+
+
+def keep_snapshots(snapshots: list[Snapshot], t0: float) -> list[dict]:
+    """Snapshots as a checkpoint holds them: tensors (what `weights_only` loads), and their
+    times as seconds since the run's start `t0`, which a resumed run moves."""
+    return [{"weights": torch.from_numpy(np.array(s.weights)),
+             "buffers": None if s.buffers is None else torch.from_numpy(np.array(s.buffers)),
+             "iterations": s.iterations, "samples": s.samples, "version": s.version,
+             "elapsed_s": s.time - t0} for s in snapshots]
+
+
+def restore_snapshots(kept: list[dict], t0: float) -> list[Snapshot]:
+    """`keep_snapshots`' inverse, for a run whose start is now `t0`."""
+    return [Snapshot(k["weights"].numpy(), None if k["buffers"] is None else k["buffers"].numpy(),
+                     k["iterations"], k["samples"], k["version"], t0 + k["elapsed_s"])
+            for k in kept]
 
 
 class CheckpointSchedule:

@@ -107,6 +107,10 @@ class EvaluationQueue:
         self._account(acc, None)
         return loss, acc
 
+    def unevaluated(self) -> list[Snapshot]:
+        """The snapshots held, not yet evaluated (`--defer-eval`)."""
+        return list(self.held)
+
     def forget(self) -> None:
         """Drop what is queued: snapshots of a timeline lost with a server."""
         self.held.clear()

@@ -35,7 +35,9 @@ from hetsync.run.checkpoint import (
     Checkpoint,
     CheckpointSchedule,
     check_resumable,
+    keep_snapshots,
     prepare_out,
+    restore_snapshots,
     save_atomic,
 )
 from hetsync.run.evaluation import EvaluationQueue, Evaluator
@@ -200,6 +202,7 @@ class Driver:
         self.t0 = time.time() - (self.checkpoint.elapsed_s if self.checkpoint else 0.0)
         self.scalars.started(self.checkpoint.iterations if self.checkpoint else 0, self.t0)
         if self.checkpoint is not None:
+            self.evaluation.add(restore_snapshots(self.checkpoint.unevaluated, self.t0))
             last = max((r.get("iterations", 0) for r in self.log.dropped), default=0)
             self.iterations_lost = max(0, last - self.checkpoint.iterations)
             self.log.write("membership", event="resumed", wall_time_s=self._now(),
@@ -295,10 +298,13 @@ class Driver:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> None:
-        self._log_evaluations(block=True)  # the evaluations the checkpoint's metrics hold
+        # The evaluations so far go into the checkpoint's metrics; deferred ones are not run
+        # now (that would take CPU from training) but kept in the checkpoint.
+        self._log_evaluations(block=not self.evaluation.deferred)
         ckpt = Checkpoint.of_run(self.cfg, self.server.state_dict(), time.time() - self.t0,
                                  len(self.log.records) + 1, self.evaluation.best,
-                                 self.evaluation.time_to_target)
+                                 self.evaluation.time_to_target,
+                                 keep_snapshots(self.evaluation.unevaluated(), self.t0))
         # The file first, then the record that announces it: a crash between the two loses
         # only the record, never a checkpoint that metrics.jsonl says was saved.
         ckpt.save(self.cfg.output.out_dir)
@@ -331,6 +337,8 @@ class Driver:
         self._runs_ended(self.pool.finish_all(), act=False)
         self.server.kill()  # and the allocator it hosts
         self.evaluation.forget()  # snapshots of the lost timeline
+        # but those the checkpoint kept unevaluated are of the timeline that goes on
+        self.evaluation.add(restore_snapshots(ckpt.unevaluated, self.t0))
         self._start_server()
         lost = max(0, at - ckpt.iterations)
         self.iterations_lost += lost

@@ -109,6 +109,38 @@ def test_kill_9_of_the_training_process_then_resume_completes(tmp_path):
     assert evals[-1] == 1500 and after[-1]["kind"] == "final"
 
 
+def test_a_deferred_run_keeps_its_unevaluated_snapshots_in_the_checkpoint_and_resumes_them(
+        ray_local, tmp_path, monkeypatch, small):
+    """With --defer-eval a checkpoint evaluates nothing (that would take CPU from training):
+    it keeps the snapshots not yet evaluated, and the resumed run evaluates them, at the times
+    they were taken, with its own."""
+    saved = Checkpoint.save
+    settings = dict(workers=2, checkpoint_every=100, out=str(tmp_path), defer_eval=True, **small)
+
+    def crash_during_the_second(ckpt, out_dir):
+        if ckpt.iterations >= 200:
+            raise KeyboardInterrupt
+        saved(ckpt, out_dir)
+
+    monkeypatch.setattr(Checkpoint, "save", crash_during_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        hetsync.train(**settings)
+    monkeypatch.setattr(Checkpoint, "save", saved)
+    assert not [r for r in _records(tmp_path) if r["kind"] == "eval"]  # none during training
+    ckpt = load_checkpoint(tmp_path, hetsync.TrainConfig.from_flat(
+        **settings, resume=str(tmp_path)), num_params=sum(p.numel() for p in LeNet5().parameters()))
+    kept = [k["iterations"] for k in ckpt.unevaluated]
+    assert kept and max(kept) <= ckpt.iterations
+    assert all(0 <= k["elapsed_s"] <= ckpt.elapsed_s for k in ckpt.unevaluated)
+
+    res = hetsync.train(**{**settings, "resume": str(tmp_path)})
+    evals = [r for r in res.metrics if r["kind"] == "eval"]
+    assert [r["iterations"] for r in evals] == [60, 120, 180, 240, 300]
+    assert [r["iterations"] for r in evals][:len(kept)] == kept
+    times = [r["wall_time_s"] for r in evals]
+    assert times == sorted(times) and times[len(kept) - 1] <= ckpt.elapsed_s
+
+
 def test_a_checkpoint_is_announced_in_the_metrics_only_once_its_file_is_saved(
         ray_local, tmp_path, monkeypatch, small):
     saved = Checkpoint.save
