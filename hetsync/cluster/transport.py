@@ -12,7 +12,8 @@ frame is written in place, the writer posts, the reader wakes and reads it in pl
 goes through a socket, which costs the kernel two copies and the server most of its CPU per
 push; and a post wakes the waiting thread itself, where a gloo message wakes gloo's loop
 thread, which then wakes the waiting one: on 2 busy cores each extra wake-up can wait for a
-core (a ping-pong under load: 6-13 us against 0.3-0.6 ms mean, with gloo's tail at 3-8 ms).
+core (a ping-pong of two processes, idle and beside busy loops: 6-32 us mean against
+0.16-0.59 ms, and gloo's 99th percentile beside busy loops at 4-8 ms; docs/benchmarks.md).
 A semaphore does not notice that its poster died, so a wait on it is sliced and checks
 between slices that the other end's process still exists (same node: its pid). Between nodes
 (and with `gloo-tcp`) frames travel whole over gloo, whose socket notices a dead peer.
@@ -142,7 +143,7 @@ def try_shared_frames(prefix: str, params: int, buffers: int) -> SharedFrames | 
                                     f"{secrets.token_hex(4)}")
     try:
         return SharedFrames(path, params, buffers, create=True)
-    except OSError as e:
+    except (OSError, ImportError) as e:  # ImportError: no posix_ipc (not a POSIX system)
         warnings.warn(f"no shared memory for a pair ({e}): its frames travel whole over gloo",
                       stacklevel=2)
         return None
@@ -178,8 +179,8 @@ class Rung:
 
 class Ringing:
     """A wait for the other end's doorbell: sliced, so that a dead other end (whose process
-    no longer exists) is noticed, and bounded by `timeout_s`; both raise as gloo's waits do
-    (a RuntimeError)."""
+    `peer_pid` no longer exists; 0: not known, not checked) is noticed, and bounded by
+    `timeout_s`; both raise as gloo's waits do (a RuntimeError)."""
 
     def __init__(self, ring, peer_pid: int, timeout_s: float):
         self.ring, self.peer_pid, self.timeout_s = ring, peer_pid, timeout_s
@@ -193,8 +194,10 @@ class Ringing:
             try:
                 self.ring.acquire(RING_SLICE_S)  # releases the GIL
                 return True
+            except posix_ipc.SignalError:  # a signal's handler ran (Python's raise here)
+                continue
             except posix_ipc.BusyError:
-                if not process_exists(self.peer_pid):
+                if self.peer_pid > 0 and not process_exists(self.peer_pid):
                     raise PeerGone(f"process {self.peer_pid} went away") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"timed out after {self.timeout_s:.0f} s waiting for "
@@ -484,6 +487,13 @@ class GlooServerClient:
 
     def close(self) -> None:
         """Release the pairs: their sockets close when the groups are freed (gloo's abort
-        does nothing), and the server's thread for each then ends; safe to call twice."""
+        does nothing), and the server's thread for each then ends; safe to call twice. A
+        shared pair has no socket to close: it gets a BYE (after `leave`'s, a second one
+        that nobody reads). Its header alone is written: a server still applying the last
+        push has read that push's header already, and reads the BYE once it has replied."""
+        for link in self.links:
+            if link.shared is not None:
+                link.pushes[0].write_request(Frame.BYE)
+                link.send(link.pushes[0])
         self.replies = []  # a posted receive holds its group too
         self.links.clear()

@@ -171,7 +171,15 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
     import subprocess
     import sys
 
-    from hetsync.cluster.transport import RING_SLICE_S, PairLink, PeerGone, SharedFrames, _lost
+    from hetsync.cluster.transport import (
+        RING_SLICE_S,
+        GlooServerClient,
+        PairLink,
+        PeerGone,
+        SharedFrames,
+        _lost,
+    )
+    from hetsync.core.wire import Frame
 
     path = str(tmp_path / f"frames-{os.getpid()}-{time.time_ns()}")  # names its doorbells
     server = SharedFrames(path, SIZE, 0, create=True)
@@ -194,6 +202,12 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
             ends[1].recv(ends[1].reply).wait()  # the other end's process is gone
         assert _lost(gone_error.value)
         assert time.monotonic() - t0 < 0.3 + 3 * RING_SLICE_S + 1.0
+        # a client closed without leaving (an error path) still tells the server's thread
+        client = GlooServerClient.__new__(GlooServerClient)
+        client.links, client.replies = [ends[1]], []
+        client.close()
+        assert ends[0].recv(ends[0].pushes[0]).wait()
+        assert ends[0].pushes[0].kind == Frame.BYE
     finally:
         server.unlink()
     assert not os.path.exists(f"/dev/shm/sem.{os.path.basename(path)}.up")
