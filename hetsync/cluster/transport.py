@@ -54,6 +54,11 @@ from hetsync.core.sharding import merge_replies
 from hetsync.core.wire import Contribution, Frame, Reply
 from hetsync.errors import ClusterError, HetsyncError
 
+try:  # the doorbells of shared frames; POSIX only, as /dev/shm is
+    import posix_ipc
+except ImportError:  # frames then travel whole over gloo (`try_shared_frames`)
+    posix_ipc = None
+
 IDLE_S = 365 * 24 * 3600.0  # the server's side of a pair waits for frames without a deadline
 IN_FLIGHT = object()  # what push and wait return: the reply is the pair's next frame
 PUSH_SLOTS = 2  # frames one push may fill (`PushPolicy` sends one or two gradients a push)
@@ -89,8 +94,8 @@ class SharedFrames:
     ends let go."""
 
     def __init__(self, path: str, params: int, buffers: int, create: bool):
-        import posix_ipc  # POSIX only, as shared memory is
-
+        if posix_ipc is None:
+            raise OSError("posix_ipc is not installed")
         self.path = path
         nbytes = 4 * frame_stride(params, buffers) * (PUSH_SLOTS + 1)
         fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
@@ -121,8 +126,6 @@ class SharedFrames:
     def unlink(self) -> None:
         """Remove the file's and the doorbells' names (those still there): what is mapped or
         open stays usable."""
-        import posix_ipc
-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         for name in self._ring_names():
@@ -143,7 +146,7 @@ def try_shared_frames(prefix: str, params: int, buffers: int) -> SharedFrames | 
                                     f"{secrets.token_hex(4)}")
     try:
         return SharedFrames(path, params, buffers, create=True)
-    except (OSError, ImportError) as e:  # ImportError: no posix_ipc (not a POSIX system)
+    except OSError as e:
         warnings.warn(f"no shared memory for a pair ({e}): its frames travel whole over gloo",
                       stacklevel=2)
         return None
@@ -154,18 +157,13 @@ class PeerGone(RuntimeError):
 
 
 def process_exists(pid: int) -> bool:
-    """Whether process `pid` of this node runs (a zombie, dead but not yet reaped, does not)."""
+    """Whether process `pid` of this node runs (a zombie, dead but not yet reaped, does not).
+    Linux's /proc, as SHARED_DIR is Linux's."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
-    except OSError:  # no /proc: ask the kernel (a zombie then counts as running)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 class Rung:
@@ -187,8 +185,6 @@ class Ringing:
 
     def wait(self) -> bool:
         """Block until the other end posts (True), or raise PeerGone or a timeout."""
-        import posix_ipc
-
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
@@ -233,6 +229,15 @@ class PairLink:
         if self.shared is not None:
             return Ringing(self.ring_in, self.peer_pid, self.timeout_s)
         return self.group.recv([frame.data], self.peer, 0)
+
+    def hang_up(self) -> None:
+        """The worker's end lets go. Over gloo the socket's close tells the server's thread;
+        shared frames have no socket, so they get a BYE (after `leave`'s, a second one that
+        nobody reads). Its header alone is written: a server still applying the last push
+        has read that push's header already, and reads the BYE once it has replied."""
+        if self.shared is not None:
+            self.pushes[0].write_request(Frame.BYE)
+            self.send(self.pushes[0])
 
 
 def this_host() -> str:
@@ -487,13 +492,9 @@ class GlooServerClient:
 
     def close(self) -> None:
         """Release the pairs: their sockets close when the groups are freed (gloo's abort
-        does nothing), and the server's thread for each then ends; safe to call twice. A
-        shared pair has no socket to close: it gets a BYE (after `leave`'s, a second one
-        that nobody reads). Its header alone is written: a server still applying the last
-        push has read that push's header already, and reads the BYE once it has replied."""
+        does nothing), or on shared frames the link's BYE, and the server's thread for each
+        then ends; safe to call twice."""
         for link in self.links:
-            if link.shared is not None:
-                link.pushes[0].write_request(Frame.BYE)
-                link.send(link.pushes[0])
+            link.hang_up()
         self.replies = []  # a posted receive holds its group too
         self.links.clear()

@@ -111,10 +111,12 @@ class EvaluationQueue:
         """The snapshots held, not yet evaluated (`--defer-eval`)."""
         return list(self.held)
 
-    def forget(self) -> None:
-        """Drop what is queued: snapshots of a timeline lost with a server."""
-        self.held.clear()
-        self.pending.clear()
+    def forget(self, after: int) -> None:
+        """Drop what is queued of a timeline lost with a server: the snapshots taken after
+        `after` iterations (its checkpoint's); those before go on (with `--defer-eval` they
+        are held, unevaluated, as the checkpoint holds them)."""
+        self.held = [s for s in self.held if s.iterations <= after]
+        self.pending = {f: s for f, s in self.pending.items() if s.iterations <= after}
 
     def close(self) -> None:
         """Stop the thread: queued evaluations are cancelled, one already running finishes first."""

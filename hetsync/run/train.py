@@ -336,9 +336,7 @@ class Driver:
         # Each worker's next call to the dead server fails; wait until every run has ended.
         self._runs_ended(self.pool.finish_all(), act=False)
         self.server.kill()  # and the allocator it hosts
-        self.evaluation.forget()  # snapshots of the lost timeline
-        # but those the checkpoint kept unevaluated are of the timeline that goes on
-        self.evaluation.add(restore_snapshots(ckpt.unevaluated, self.t0))
+        self.evaluation.forget(after=ckpt.iterations)  # snapshots of the lost timeline
         self._start_server()
         lost = max(0, at - ckpt.iterations)
         self.iterations_lost += lost

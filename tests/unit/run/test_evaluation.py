@@ -38,10 +38,18 @@ def test_deferred_snapshots_wait_until_asked_and_a_lost_timeline_is_forgotten():
     queue = EvaluationQueue(Scripted({1: 0.95, 2: 0.6, 3: 0.92}), target=0.9, deferred=True)
     queue.add([_snap(1, 1.0)])
     assert queue.results(t0=0.0) == []  # nothing evaluated while training
-    queue.forget()  # snapshot 1 belonged to a timeline lost with the server
+    queue.forget(after=0)  # snapshot 1 belonged to a timeline lost with the server
     queue.add([_snap(2, 2.0), _snap(3, 3.0)])
     assert [r["iterations"] for r in queue.results(t0=0.0, block=True)] == [2, 3]
     assert queue.time_to_target == 3.0 and queue.best == 0.92
+    queue.close()
+
+
+def test_forgetting_a_lost_timeline_keeps_the_snapshots_up_to_its_checkpoint():
+    queue = EvaluationQueue(Scripted({1: 0.5, 2: 0.6, 3: 0.7}), target=0.9, deferred=True)
+    queue.add([_snap(1, 1.0), _snap(2, 2.0), _snap(3, 3.0)])
+    queue.forget(after=2)  # the server restarts from a checkpoint at iteration 2
+    assert [r["iterations"] for r in queue.results(t0=0.0, block=True)] == [1, 2]
     queue.close()
 
 
