@@ -1,6 +1,7 @@
 """The data plane measured on its own, in one invocation (issue: a data plane at memory
 speed): (a) the physical reference, a memory copy of the same bytes and an empty actor call;
-(b) the push/pull round trip (a gradient up, the new weights down) for 61,706 (LeNet-5),
+(b) the push/pull round trip (a gradient up, the new weights down into a replica's weight
+vector, where a worker's land) for 61,706 (LeNet-5),
 1 M and 11.2 M (ResNet-18) parameters, with the client's and the server's CPU per push taken
 from process CPU time, the server's split into the update (timed in-process) and the rest
 (transport); (c) one server's capacity: 1, 2 and 4 clients that compute nothing push LeNet-5
@@ -108,7 +109,8 @@ def round_trip(size: int, calls: int, transport: str, shards: int = 1) -> dict[s
 
 def _round_trip(size: int, calls: int, transport: str, shards: int) -> dict[str, float]:
     server = ServerHandle(60.0, **_server_args(size, 1), shards=shards)
-    client = server_client(transport, server.actors, 0, 60.0)
+    # The replies land in a replica's weights, as a worker's do (FlatModel.landing)
+    client = server_client(transport, server.actors, 0, 60.0, np.zeros(size, np.float32))
     push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
     try:
         clock = client.join(0).clock
@@ -282,7 +284,9 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
                       f"{t['server_update_ms']:.2f} | {t['server_transport_cpu_ms']:.2f} | "
                       f"{t['push_pull_gb_per_s']:.2f} | {t['update_gb_per_s']:.2f} |\n"
                       for t in trips.values())
-            + "\nCPU per push comes from each process's CPU time (every thread), so the "
+            + "\nA round trip ends with the new weights in a replica's weight vector, as a "
+            "worker takes them (`FlatModel.landing`), not with a view of the reply frame. "
+            "CPU per push comes from each process's CPU time (every thread), so the "
             "client's includes Ray's own threads in it; transport is the server's CPU per push "
             "less its update timed in-process.\n\n## One server's capacity (LeNet-5 pushes)\n\n"
             "| transport | clients | pushes/s | server CPU / push (ms) | client CPU / push (ms) "
@@ -296,6 +300,8 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             "group of one worker and the server: what a worker that joins or rejoins waits "
             "for before its first push (the others go on).\n\n"
             "## 11.2 M parameters by server shards\n\n"
+            "The client copies each shard's part of a push and of a reply on a thread of its "
+            "own, while the shards update in parallel.\n\n"
             f"- K = 1: {fmt(summary['push_pull_gb_per_s_11m_k1'])} GB/s push+pull\n"
             f"- K = 2: {fmt(summary['push_pull_gb_per_s_11m_k2'])}\n"
             f"- K = 4: {fmt(summary['push_pull_gb_per_s_11m_k4'])}\n"

@@ -259,17 +259,21 @@ class WorkerActor:
         with contextlib.ExitStack() as stack:
             if cpu_hog:
                 stack.enter_context(CpuHog(self.worker.id))
-            client = server_client(transport, servers, self.worker.id, timeout_s)
+            client = server_client(transport, servers, self.worker.id, timeout_s,
+                                   self.worker.flat.landing)
             stack.callback(client.close)
             return run_worker(self.worker, client, RayAllocatorClient(servers[0], timeout_s),
                               bound, policy)
 
 
-def server_client(transport: str, servers: list, worker: int, timeout_s: float):
+def server_client(transport: str, servers: list, worker: int, timeout_s: float,
+                  landing: np.ndarray | None = None):
     """The worker loop's client of the server's shards over the chosen data plane (Ray
-    calls reach one shard only: the config refuses shards without gloo)."""
+    calls reach one shard only: the config refuses shards without gloo). `landing`: the
+    replica's weights, where the gloo client copies replies (`GlooServerClient`)."""
     if transport != "ray":  # gloo (frames in shared memory on one node) or gloo-tcp
-        return GlooServerClient(servers, worker, timeout_s, shared_memory=transport == "gloo")
+        return GlooServerClient(servers, worker, timeout_s, shared_memory=transport == "gloo",
+                                landing=landing)
     return RayServerClient(servers[0], timeout_s)
 
 

@@ -42,6 +42,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import numpy as np
@@ -364,11 +365,17 @@ class GlooServerClient:
     names the version of that shard the gradient was computed on.
 
     `shared_memory`: frames in shared memory with the shards on this node (else whole over
-    gloo)."""
+    gloo). `landing`: where the replies' weights are copied (the replica's own weights,
+    `FlatModel.landing`); without it a reply from one shard is a view of its frame, valid
+    until the next push, and the replies of several are merged into a vector of the client's
+    own. With several shards each shard's part of a push and of a reply is copied on a
+    thread of its own (numpy copies release the GIL): the shards serve in parallel, and so
+    does the client's side."""
 
     def __init__(self, handles: list, worker: int, timeout_s: float,
-                 shared_memory: bool = True):
+                 shared_memory: bool = True, landing: np.ndarray | None = None):
         self.controls = [RayServerClient(h, timeout_s) for h in handles]
+        self.pool: ThreadPoolExecutor | None = None  # made once the pairs are connected
         self.handles = handles
         self.worker = worker
         node = ray.get_runtime_context().get_node_id() if shared_memory else None
@@ -392,7 +399,10 @@ class GlooServerClient:
                                        timeout_s + REPLY_GRACE_S))
         bounds = np.cumsum([0] + [a.params for a in addresses])
         self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
-        self.weights = np.empty(bounds[-1], np.float32) if len(addresses) > 1 else None
+        self.weights = (landing if landing is not None
+                        else np.empty(bounds[-1], np.float32) if len(addresses) > 1 else None)
+        self.pool = (ThreadPoolExecutor(len(addresses) - 1, f"shards-{worker}")
+                     if len(addresses) > 1 else None)
         self.versions: dict[int, list[int]] = {}  # shard 0's version -> every shard's
         self.replies: list[dist.Work] = []  # the posted receives of the next reply
 
@@ -428,7 +438,24 @@ class GlooServerClient:
                                   lambda: [link.recv(link.reply) for link in self.links],
                                   wait=False)
 
+    def _each_shard(self, action: Callable[[int], object]) -> list:
+        """`action(k)` for every shard k: shard 0's on this thread, the others' on the pool;
+        their results in shard order (the first error is raised, once all have ended)."""
+        if self.pool is None:
+            return [action(0)]
+        later = [self.pool.submit(action, k) for k in range(1, len(self.links))]
+        try:
+            first = action(0)
+        finally:
+            wait(later)  # none left running on a frame the caller may reuse
+        return [first, *(f.result() for f in later)]
+
     def _merge(self, replies: list[Reply]) -> Reply:
+        if self.weights is not None:
+            def land(k: int) -> None:
+                lo, hi = self.ranges[k]
+                np.copyto(self.weights[lo:hi], replies[k].weights)
+            self._each_shard(land)
         reply = merge_replies(replies, self.weights)
         self.versions[reply.version] = [r.version for r in replies]
         for old in [v for v in self.versions if v < reply.version - 64]:
@@ -449,14 +476,20 @@ class GlooServerClient:
             raise ValueError(f"a push carries at most {PUSH_SLOTS} contributions "
                              f"(got {len(contributions)})")
         self._expect_reply()
-        for i, c in enumerate(contributions):
-            bases = self.versions.get(c.base_version, [c.base_version] * len(self.links))
-            frames = [link.pushes[i] for link in self.links]
-            for k, (frame, (lo, hi)) in enumerate(zip(frames, self.ranges, strict=True)):
-                part = c._replace(payload=c.payload[lo:hi], base_version=bases[k],
+        bases = [self.versions.get(c.base_version, [c.base_version] * len(self.links))
+                 for c in contributions]
+
+        def send_to(k: int) -> list:
+            (lo, hi), link = self.ranges[k], self.links[k]
+            sent = []
+            for i, c in enumerate(contributions):
+                part = c._replace(payload=c.payload[lo:hi], base_version=bases[i][k],
                                   buffers=c.buffers if k == 0 else None)
-                frame.write_contribution(part, last=i == len(contributions) - 1)
-            self._send(frames, "pushing to the parameter server")
+                link.pushes[i].write_contribution(part, last=i == len(contributions) - 1)
+                sent.append(link.send(link.pushes[i]))
+            return sent
+        self._gloo("pushing to the parameter server",
+                   lambda: [w for sent in self._each_shard(send_to) for w in sent])
         return IN_FLIGHT
 
     def _requests(self, kind: int, clock: int = 0) -> list[Frame]:
@@ -498,3 +531,5 @@ class GlooServerClient:
             link.hang_up()
         self.replies = []  # a posted receive holds its group too
         self.links.clear()
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -68,19 +68,14 @@ def merge_snapshots(parts: list[Snapshot]) -> Snapshot:
 
 
 def merge_replies(replies: list[Reply], weights: np.ndarray | None = None) -> Reply:
-    """The shards' replies to one push as one: the weights of every range (into `weights` if
-    given), shard 0's counters and grant, and the smallest `min_clock`, so that a worker goes
-    on only when every shard allows it."""
-    if len(replies) == 1:
+    """The shards' replies to one push as one: the weights of every range (`weights` if given:
+    the caller has put them together already), shard 0's counters and grant, and the smallest
+    `min_clock`, so that a worker goes on only when every shard allows it."""
+    if len(replies) == 1 and weights is None:
         return replies[0]
     first = replies[0]
     if weights is None:
         weights = np.concatenate([r.weights for r in replies])
-    else:
-        lo = 0
-        for r in replies:
-            weights[lo:lo + len(r.weights)] = r.weights
-            lo += len(r.weights)
     return first._replace(weights=weights, min_clock=min(r.min_clock for r in replies),
                           waited_s=max(r.waited_s for r in replies))
 

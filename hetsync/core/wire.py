@@ -141,6 +141,9 @@ class FlatModel:
         self.weights = torch.empty(n, device=device)
         self.grads = torch.zeros(n, device=device)
         self.has_buffers = any(True for _ in model.buffers())
+        # The weights as a writable CPU vector, for a client to copy replies straight into: with
+        # several shards, one pass over memory instead of a merge and a load. None on a GPU.
+        self.landing = self.weights.numpy() if device.type == "cpu" else None
         offset = 0
         with torch.no_grad():
             for p in params:
@@ -151,8 +154,10 @@ class FlatModel:
                 offset += k
 
     def load(self, weights: np.ndarray, buffers: np.ndarray | None = None) -> None:
-        """Copy flat weights, and buffers if given, into the model; the vectors may be read-only."""
-        self.weights.copy_(_as_tensor(weights))
+        """Copy flat weights, and buffers if given, into the model; the vectors may be read-only.
+        Weights that are `landing` itself are in place already."""
+        if weights is not self.landing:
+            self.weights.copy_(_as_tensor(weights))
         if buffers is not None:
             _copy_into(list(self.model.buffers()), _as_tensor(buffers), "buffer values")
 

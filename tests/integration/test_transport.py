@@ -88,6 +88,29 @@ def test_a_worker_that_dies_mid_exchange_leaves_the_server_serving_the_others(ra
         server.kill()
 
 
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t != "ray"])
+def test_the_replies_of_several_shards_land_in_the_replicas_weights(ray_local, transport):
+    """With two shards and a push of two gradients (each shard's part sent and its reply
+    copied on a thread of its own), the reply's weights are the landing vector itself, and
+    it holds every shard's range after both updates."""
+    server = ServerHandle(30.0, server=dict(
+        weights=np.zeros(SIZE + 1, np.float32), workers=1, bound=None, barrier=False, lr=0.5,
+        momentum=0.0, batch_size=64, iterations=10**6, eval_every=10**6), allocation=dict(
+        n_samples=64, workers=1, batch_size=64, mode="uniform", seed=0), shards=2)
+    landing = np.full(SIZE + 1, 7.0, np.float32)
+    client = server_client(transport, server.actors, 0, 30.0, landing)
+    try:
+        clock = client.join(0).clock
+        grads = [np.arange(SIZE + 1, dtype=np.float32), np.ones(SIZE + 1, np.float32)]
+        reply = client.get(client.push(0, [Contribution(clock + i, 0, g, 64, 1.0)
+                                           for i, g in enumerate(grads)]))
+        assert reply.weights is landing and reply.version == 2
+        assert np.array_equal(landing, -0.5 * (grads[0] + grads[1]))
+    finally:
+        client.close()
+        server.kill()
+
+
 SEVERAL_NODES = """
 import hetsync
 from hetsync.cluster.runtime import multi_node_session
@@ -204,7 +227,7 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
         assert time.monotonic() - t0 < 0.3 + 3 * RING_SLICE_S + 1.0
         # a client closed without leaving (an error path) still tells the server's thread
         client = GlooServerClient.__new__(GlooServerClient)
-        client.links, client.replies = [ends[1]], []
+        client.links, client.replies, client.pool = [ends[1]], [], None
         client.close()
         assert ends[0].recv(ends[0].pushes[0]).wait()
         assert ends[0].pushes[0].kind == Frame.BYE

@@ -88,10 +88,13 @@ def test_a_merged_state_is_the_unsharded_state_and_splits_back():
 def test_merged_replies_take_every_range_and_the_smallest_min_clock():
     a = Reply(np.ones(2, np.float32), None, 5, 3, 2, 7, 0.1, 0.0)
     b = Reply(np.full(3, 2.0, np.float32), None, 4, 1, 0, 7, 0.1, 0.5)
-    out = np.empty(5, np.float32)
-    r = merge_replies([a, b], out)
-    assert r.weights is out and out.tolist() == [1, 1, 2, 2, 2]
+    r = merge_replies([a, b])
+    assert r.weights.tolist() == [1, 1, 2, 2, 2]
     assert (r.version, r.min_clock, r.granted, r.waited_s) == (5, 1, 2, 0.5)
+    landed = np.empty(5, np.float32)  # a client that copied the ranges itself
+    assert merge_replies([a, b], landed).weights is landed
+    assert merge_replies([a], landed).weights is landed
+    assert merge_replies([a]) is a
 
 
 def test_snapshots_of_the_shards_pair_up_in_order():
