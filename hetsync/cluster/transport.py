@@ -36,6 +36,7 @@ import contextlib
 import datetime
 import mmap
 import os
+import re
 import secrets
 import socket
 import threading
@@ -157,14 +158,38 @@ class PeerGone(RuntimeError):
     """The other end's process no longer exists (what gloo says as 'closed by peer')."""
 
 
-def process_exists(pid: int) -> bool:
-    """Whether process `pid` of this node runs (a zombie, dead but not yet reaped, does not).
-    Linux's /proc, as SHARED_DIR is Linux's."""
+def process_started(pid: int) -> int | None:
+    """When process `pid` of this node started (clock ticks since boot), None if it does not
+    run (a zombie, dead but not yet reaped, does not). With the pid alone a process that died
+    and whose pid went to a new one would look alive. Linux's /proc, as SHARED_DIR is
+    Linux's."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            fields = f.read().rsplit(")", 1)[1].split()  # from field 3 (state) on
     except FileNotFoundError:
-        return False
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])  # field 22: starttime
+
+
+_LEFTOVER = re.compile(r"^(?:sem\.)?hetsync-(\d+)-")
+
+
+def sweep_leftovers() -> list[str]:
+    """Remove this user's pair files and doorbells in SHARED_DIR whose creating server
+    process no longer runs: a server killed between making a pair's frames and its worker's
+    connect never unlinked them. Names carry the creator's pid (`try_shared_frames`); a
+    live process's, or another user's, stay. Returns the names removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(SHARED_DIR):
+            m = _LEFTOVER.match(entry.name)
+            if m is None or process_started(int(m.group(1))) is not None:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
 
 
 class Rung:
@@ -177,12 +202,18 @@ class Rung:
 
 
 class Ringing:
-    """A wait for the other end's doorbell: sliced, so that a dead other end (whose process
-    `peer_pid` no longer exists; 0: not known, not checked) is noticed, and bounded by
-    `timeout_s`; both raise as gloo's waits do (a RuntimeError)."""
+    """A wait for the other end's doorbell: sliced, so that a dead other end (process
+    `peer_pid` no longer runs, or no longer the one that started at `peer_started`; pid 0:
+    not known, not checked) is noticed, and bounded by `timeout_s`; both raise as gloo's
+    waits do (a RuntimeError)."""
 
-    def __init__(self, ring, peer_pid: int, timeout_s: float):
-        self.ring, self.peer_pid, self.timeout_s = ring, peer_pid, timeout_s
+    def __init__(self, ring, peer_pid: int, peer_started: int | None, timeout_s: float):
+        self.ring, self.peer_pid, self.peer_started = ring, peer_pid, peer_started
+        self.timeout_s = timeout_s
+
+    def _peer_runs(self) -> bool:
+        started = process_started(self.peer_pid)
+        return started is not None and started == self.peer_started
 
     def wait(self) -> bool:
         """Block until the other end posts (True), or raise PeerGone or a timeout."""
@@ -194,7 +225,7 @@ class Ringing:
             except posix_ipc.SignalError:  # a signal's handler ran (Python's raise here)
                 continue
             except posix_ipc.BusyError:
-                if self.peer_pid > 0 and not process_exists(self.peer_pid):
+                if self.peer_pid > 0 and not self._peer_runs():
                     raise PeerGone(f"process {self.peer_pid} went away") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"timed out after {self.timeout_s:.0f} s waiting for "
@@ -205,7 +236,8 @@ class PairLink:
     """One end of a pair: its gloo group, its frames (PUSH_SLOTS for a push, then the reply)
     and how a frame moves: whole over gloo, or, when the frames are shared, written in place
     and announced by the doorbell (a semaphore's post and wait order the memory); a wait on
-    the doorbell watches the other end's process `peer_pid` and ends after `timeout_s`."""
+    the doorbell watches the other end's process `peer_pid` (the one running now, when the
+    link is made) and ends after `timeout_s`."""
 
     def __init__(self, group: dist.ProcessGroupGloo, rank: int, params: int, buffers: int,
                  shared: SharedFrames | None, peer_pid: int = 0, timeout_s: float = IDLE_S):
@@ -217,6 +249,7 @@ class PairLink:
             up, down = shared.rings
             self.ring_out, self.ring_in = (down, up) if rank == 0 else (up, down)
         self.peer_pid, self.timeout_s = peer_pid, timeout_s
+        self.peer_started = process_started(peer_pid) if peer_pid > 0 else None
 
     def send(self, frame: Frame) -> dist.Work | Rung:
         """Start sending `frame` (already written) to the other end."""
@@ -228,7 +261,7 @@ class PairLink:
     def recv(self, frame: Frame) -> dist.Work | Ringing:
         """Start receiving the other end's next frame into `frame`."""
         if self.shared is not None:
-            return Ringing(self.ring_in, self.peer_pid, self.timeout_s)
+            return Ringing(self.ring_in, self.peer_pid, self.peer_started, self.timeout_s)
         return self.group.recv([frame.data], self.peer, 0)
 
     def hang_up(self) -> None:
@@ -288,6 +321,7 @@ class PairServer:
         self.generation = 0
         self.errors: dict[int, HetsyncError] = {}
         self.connect_s: list[float] = []  # how long each pair took to build, for the bench
+        sweep_leftovers()  # e.g. of the server this one replaces, if it was killed mid-connect
 
     def open(self, worker: int, node: str | None, pid: int = 0) -> PairAddress:
         """Start serving a new pair for `worker` (a restarted worker opens a new one), its

@@ -225,6 +225,13 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
             ends[1].recv(ends[1].reply).wait()  # the other end's process is gone
         assert _lost(gone_error.value)
         assert time.monotonic() - t0 < 0.3 + 3 * RING_SLICE_S + 1.0
+        # a pid that now names another process (it started later) is the other end gone
+        ends[0].peer_started -= 1
+        ends[1].send(ends[1].pushes[0]).wait()  # posted: no wait on the doorbell needed
+        assert ends[0].recv(ends[0].pushes[0]).wait()
+        with pytest.raises(PeerGone):
+            ends[0].recv(ends[0].pushes[0]).wait()
+        ends[0].peer_started += 1
         # a client closed without leaving (an error path) still tells the server's thread
         client = GlooServerClient.__new__(GlooServerClient)
         client.links, client.replies, client.pool = [ends[1]], [], None
@@ -234,6 +241,26 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
     finally:
         server.unlink()
     assert not os.path.exists(f"/dev/shm/sem.{os.path.basename(path)}.up")
+
+
+def test_leftovers_of_a_dead_server_are_swept_and_a_live_ones_stay(tmp_path, monkeypatch):
+    """A server killed between making a pair's frames and its worker's connect never unlinks
+    them; the next server on the node removes the names whose creator no longer runs."""
+    import subprocess
+    import sys
+
+    from hetsync.cluster import transport
+
+    monkeypatch.setattr(transport, "SHARED_DIR", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = [f"hetsync-{int(gone.stdout)}-w0g1-ab12cd34", f"sem.hetsync-{int(gone.stdout)}-w0g1"
+            "-ab12cd34.up"]
+    kept = [f"hetsync-{os.getpid()}-w0g1-ab12cd34", "other-file"]
+    for name in dead + kept:
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(transport.sweep_leftovers()) == sorted(dead)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
 
 
 def test_a_pair_on_one_node_shares_its_frames_and_leaves_no_file(ray_local):
