@@ -64,7 +64,19 @@ def load_weights(path: str | os.PathLike) -> dict:
         raise HetsyncError(f"checkpoint {path} does not exist") from e
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise HetsyncError(f"checkpoint {path} is corrupt or not a weights file: "
-                           f"{str(e).splitlines()[0]}") from e
+                           f"{_load_failure(e)}") from e
+
+
+# torch's wrapping of a refused unpickling: its advice (to load with weights_only=False,
+# which would run the file's code) is not ours to pass on
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _load_failure(e: Exception) -> str:
+    """The line of torch's error that says what is wrong with the file."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith(_TORCH_ADVICE)),
+                type(e).__name__)
 
 
 def identity(cfg) -> dict[str, Any]:
@@ -211,6 +223,10 @@ def check_resumable(out_dir: Path) -> None:
     if not (out_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(f"--resume {out_dir}: there is no {CHECKPOINT_FILE} to resume from "
                           "(checkpoints need --out and --checkpoint-every)")
+    if stored_config(out_dir) is None:
+        # No saved settings: the run's flags come from the command line, and a corrupt
+        # checkpoint must be the error reported, not the first flag the defaults lack.
+        load_weights(out_dir / CHECKPOINT_FILE)
 
 
 def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:

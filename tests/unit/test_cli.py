@@ -69,6 +69,18 @@ def test_an_output_folder_with_another_run_is_refused(tmp_path, capsys):
     assert (tmp_path / "summary.json").read_text() == "{}"  # saved work untouched
 
 
+def test_resuming_a_corrupt_checkpoint_without_saved_settings_names_the_checkpoint(tmp_path,
+                                                                                  capsys):
+    """An older run's folder (no config.json): the corrupt checkpoint is the error, not a
+    flag the defaults lack (the default dataset's --data-dir), and the file stays."""
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    assert main(["train", "--quiet", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt is corrupt or not a weights file" in err[0]
+    assert "weights_only" not in err[0]  # torch's advice to unpickle it anyway is not passed on
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"garbage"
+
+
 def test_error_exit_without_traceback_in_a_real_process(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
