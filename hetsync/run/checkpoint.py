@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 # What a run writes into --out (and the temporary files of an atomic write): a folder holding
 # anything else is not a run's, and a run does not write into it.
+SNAPSHOT_DIR = "snapshots"  # --defer-eval: the snapshots a checkpoint names, a file each
 RUN_NAMES = ("metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
-             CONFIG_FILE, "calibration.json")
+             CONFIG_FILE, "calibration.json", SNAPSHOT_DIR)
 RUN_FILES = {*RUN_NAMES, *(f"{name}.tmp" for name in RUN_NAMES)}
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
 # controller's own state; 4: the SGD rule's momentum buffer as a plain tensor
@@ -129,20 +131,51 @@ class Checkpoint:
         save_atomic(asdict(self), out_dir / CHECKPOINT_FILE)
 
 
-def keep_snapshots(snapshots: list[Snapshot], t0: float) -> list[dict]:
-    """Snapshots as a checkpoint holds them: tensors (what `weights_only` loads), and their
-    times as seconds since the run's start `t0`, which a resumed run moves."""
-    return [{"weights": torch.from_numpy(np.array(s.weights)),
-             "buffers": None if s.buffers is None else torch.from_numpy(np.array(s.buffers)),
-             "iterations": s.iterations, "samples": s.samples, "version": s.version,
-             "elapsed_s": s.time - t0} for s in snapshots]
+def keep_snapshots(snapshots: list[Snapshot], t0: float, out_dir: Path) -> list[dict]:
+    """Snapshots as a checkpoint names them: each one's tensors in a file of its own in
+    `out_dir`/snapshots, written once (a later checkpoint that still holds it names the same
+    file: inside the checkpoint, the k-th would write k of them again, 45 MB each for
+    ResNet-18), and its time as seconds since the run's start `t0`, which a resumed run
+    moves."""
+    folder = out_dir / SNAPSHOT_DIR
+    if snapshots:
+        folder.mkdir(exist_ok=True)
+    kept = []
+    for s in snapshots:
+        name = f"{s.iterations:012d}.pt"
+        if not (folder / name).exists():
+            save_atomic({"weights": torch.from_numpy(np.array(s.weights)),
+                         "buffers": None if s.buffers is None
+                         else torch.from_numpy(np.array(s.buffers))}, folder / name)
+        kept.append({"file": name, "iterations": s.iterations, "samples": s.samples,
+                     "version": s.version, "elapsed_s": s.time - t0})
+    return kept
 
 
-def restore_snapshots(kept: list[dict], t0: float) -> list[Snapshot]:
-    """`keep_snapshots`' inverse, for a run whose start is now `t0`."""
-    return [Snapshot(k["weights"].numpy(), None if k["buffers"] is None else k["buffers"].numpy(),
-                     k["iterations"], k["samples"], k["version"], t0 + k["elapsed_s"])
-            for k in kept]
+def forget_snapshots(out_dir: Path, kept: list[dict]) -> None:
+    """Remove the snapshot files that `kept` (the checkpoint's) does not name: evaluated
+    since, or written for a checkpoint that never completed (a resumed run takes those
+    again, from its own weights); the folder too once it names none."""
+    names = {k.get("file") for k in kept}
+    folder = out_dir / SNAPSHOT_DIR
+    if not names - {None}:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.name not in names:
+            path.unlink(missing_ok=True)
+
+
+def restore_snapshots(kept: list[dict], t0: float, out_dir: Path) -> list[Snapshot]:
+    """`keep_snapshots`' inverse, for a run whose start is now `t0` (a checkpoint of the first
+    --defer-eval version holds the tensors itself)."""
+    out = []
+    for k in kept:
+        tensors = k if "weights" in k else load_weights(out_dir / SNAPSHOT_DIR / k["file"])
+        out.append(Snapshot(tensors["weights"].numpy(), None if tensors["buffers"] is None
+                            else tensors["buffers"].numpy(), k["iterations"], k["samples"],
+                            k["version"], t0 + k["elapsed_s"]))
+    return out
 
 
 class CheckpointSchedule:
@@ -173,7 +206,9 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
     if cfg.faults.resume is not None:
         check_resumable(out)
-        return load_checkpoint(out, cfg, num_params)
+        ckpt = load_checkpoint(out, cfg, num_params)
+        forget_snapshots(out, ckpt.unevaluated)
+        return ckpt
     board = Path(cfg.output.tensorboard) if cfg.output.tensorboard else None
     # the run's TensorBoard folder may be inside --out (its events are the run's too)
     ours = {board.name} if board and board.resolve().parent == out.resolve() else set()
@@ -187,8 +222,9 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         if not cfg.output.overwrite:
             raise ConfigError(f"--out {out} holds another run; pass --resume {out} to continue "
                               "it, --overwrite to replace it, or choose another folder")
-        for name in RUN_FILES:
+        for name in RUN_FILES - {SNAPSHOT_DIR}:
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / SNAPSHOT_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     stored = cfg.to_dict()  # what `--resume DIR` alone reads, from wherever it is typed
     for section, name in (("data", "data_dir"), ("emulation", "calibration"),

@@ -35,6 +35,7 @@ from hetsync.run.checkpoint import (
     Checkpoint,
     CheckpointSchedule,
     check_resumable,
+    forget_snapshots,
     keep_snapshots,
     prepare_out,
     restore_snapshots,
@@ -125,6 +126,7 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     summary = {**summary, "data": train_data.describe(val_data)}
     if out is not None:
         write_json_atomic(out / "summary.json", summary)
+        forget_snapshots(out, [])  # every one evaluated, and the run no longer resumable
         write_json_atomic(out / "timeline.json", {
             str(r.worker): [(kind, round(t0 - summary["start_time"], 4),
                              round(t1 - summary["start_time"], 4)) for kind, t0, t1 in r.timeline]
@@ -202,7 +204,8 @@ class Driver:
         self.t0 = time.time() - (self.checkpoint.elapsed_s if self.checkpoint else 0.0)
         self.scalars.started(self.checkpoint.iterations if self.checkpoint else 0, self.t0)
         if self.checkpoint is not None:
-            self.evaluation.add(restore_snapshots(self.checkpoint.unevaluated, self.t0))
+            self.evaluation.add(restore_snapshots(self.checkpoint.unevaluated, self.t0,
+                                                  self.cfg.output.out_dir))
             last = max((r.get("iterations", 0) for r in self.log.dropped), default=0)
             self.iterations_lost = max(0, last - self.checkpoint.iterations)
             self.log.write("membership", event="resumed", wall_time_s=self._now(),
@@ -304,10 +307,12 @@ class Driver:
         ckpt = Checkpoint.of_run(self.cfg, self.server.state_dict(), time.time() - self.t0,
                                  len(self.log.records) + 1, self.evaluation.best,
                                  self.evaluation.time_to_target,
-                                 keep_snapshots(self.evaluation.unevaluated(), self.t0))
+                                 keep_snapshots(self.evaluation.unevaluated(), self.t0,
+                                                self.cfg.output.out_dir))
         # The file first, then the record that announces it: a crash between the two loses
         # only the record, never a checkpoint that metrics.jsonl says was saved.
         ckpt.save(self.cfg.output.out_dir)
+        forget_snapshots(self.cfg.output.out_dir, ckpt.unevaluated)
         self.log.write("checkpoint", wall_time_s=self._now(), iterations=ckpt.iterations)
         self.checkpoint = ckpt
         self.schedule.saved(ckpt.iterations)

@@ -14,7 +14,7 @@ from torch import nn
 
 import hetsync
 from hetsync.models import LeNet5
-from hetsync.run.checkpoint import Checkpoint, load_checkpoint
+from hetsync.run.checkpoint import SNAPSHOT_DIR, Checkpoint, forget_snapshots, load_checkpoint
 
 pytestmark = pytest.mark.ray
 
@@ -132,6 +132,13 @@ def test_a_deferred_run_keeps_its_unevaluated_snapshots_in_the_checkpoint_and_re
     kept = [k["iterations"] for k in ckpt.unevaluated]
     assert kept and max(kept) <= ckpt.iterations
     assert all(0 <= k["elapsed_s"] <= ckpt.elapsed_s for k in ckpt.unevaluated)
+    # each snapshot's tensors in a file of its own, written once; the crashed second
+    # checkpoint had written more, which nothing names and which go before a resume
+    files = sorted(p.name for p in (tmp_path / SNAPSHOT_DIR).iterdir())
+    named = sorted(k["file"] for k in ckpt.unevaluated)
+    assert set(named) < set(files)
+    forget_snapshots(tmp_path, ckpt.unevaluated)
+    assert sorted(p.name for p in (tmp_path / SNAPSHOT_DIR).iterdir()) == named
 
     res = hetsync.train(**{**settings, "resume": str(tmp_path)})
     evals = [r for r in res.metrics if r["kind"] == "eval"]
@@ -139,6 +146,7 @@ def test_a_deferred_run_keeps_its_unevaluated_snapshots_in_the_checkpoint_and_re
     assert [r["iterations"] for r in evals][:len(kept)] == kept
     times = [r["wall_time_s"] for r in evals]
     assert times == sorted(times) and times[len(kept) - 1] <= ckpt.elapsed_s
+    assert not (tmp_path / SNAPSHOT_DIR).exists()  # all evaluated: the run no longer needs them
 
 
 def test_a_checkpoint_is_announced_in_the_metrics_only_once_its_file_is_saved(
