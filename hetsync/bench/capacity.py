@@ -109,17 +109,25 @@ def round_trip(size: int, calls: int, transport: str, shards: int = 1) -> dict[s
 
 def _round_trip(size: int, calls: int, transport: str, shards: int) -> dict[str, float]:
     server = ServerHandle(60.0, **_server_args(size, 1), shards=shards)
-    # The replies land in a replica's weights, as a worker's do (FlatModel.landing)
-    client = server_client(transport, server.actors, 0, 60.0, np.zeros(size, np.float32))
+    # The replies end in a replica's weights, as a worker's do: copied there by the gloo
+    # client (FlatModel.landing), else by the worker's load (Worker.load), as here
+    replica = np.zeros(size, np.float32)
+    client = server_client(transport, server.actors, 0, 60.0, replica)
     push = Contribution(0, 0, np.full(size, 1e-7, np.float32), 64, 1.0)
+
+    def exchange(clock: int) -> None:
+        weights = client.get(client.push(0, [push._replace(clock=clock)])).weights
+        if weights is not replica:
+            np.copyto(replica, weights)
+
     try:
         clock = client.join(0).clock
         for _ in range(3):
-            client.get(client.push(0, [push._replace(clock=clock)]))
+            exchange(clock)
             clock += 1
         cpu, server_cpu, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
         for _ in range(calls):
-            client.get(client.push(0, [push._replace(clock=clock)]))
+            exchange(clock)
             clock += 1
         total = (time.perf_counter() - t0) / calls
         worker_cpu = (time.process_time() - cpu) / calls
@@ -285,7 +293,8 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
                       f"{t['push_pull_gb_per_s']:.2f} | {t['update_gb_per_s']:.2f} |\n"
                       for t in trips.values())
             + "\nA round trip ends with the new weights in a replica's weight vector, as a "
-            "worker takes them (`FlatModel.landing`), not with a view of the reply frame. "
+            "worker takes them (copied there by the gloo client, `FlatModel.landing`, or "
+            "after a Ray call as `Worker.load` does), not with a view of the reply frame. "
             "CPU per push comes from each process's CPU time (every thread), so the "
             "client's includes Ray's own threads in it; transport is the server's CPU per push "
             "less its update timed in-process.\n\n## One server's capacity (LeNet-5 pushes)\n\n"

@@ -15,7 +15,8 @@ thread, which then wakes the waiting one: on 2 busy cores each extra wake-up can
 core (a ping-pong of two processes, idle and beside busy loops: 6-32 us mean against
 0.16-0.59 ms, and gloo's 99th percentile beside busy loops at 4-8 ms; docs/benchmarks.md).
 A semaphore does not notice that its poster died, so a wait on it is sliced and checks
-between slices that the other end's process still exists (same node: its pid). Between nodes
+between slices that the other end's process still runs (same node: its pid and start time,
+so that a reused pid does not pass for it). Between nodes
 (and with `gloo-tcp`) frames travel whole over gloo, whose socket notices a dead peer.
 
 Why one two-process group per worker connection, and not one group of all: a gloo group has a
@@ -166,7 +167,7 @@ def process_started(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # from field 3 (state) on
-    except FileNotFoundError:
+    except OSError:  # gone, or going as we read
         return None
     return None if fields[0] in ("Z", "X") else int(fields[19])  # field 22: starttime
 
@@ -180,15 +181,18 @@ def sweep_leftovers() -> list[str]:
     connect never unlinked them. Names carry the creator's pid (`try_shared_frames`); a
     live process's, or another user's, stay. Returns the names removed."""
     removed = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(SHARED_DIR):
-            m = _LEFTOVER.match(entry.name)
-            if m is None or process_started(int(m.group(1))) is not None:
-                continue
-            with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_uid == os.getuid():
-                    os.unlink(entry.path)
-                    removed.append(entry.name)
+    try:
+        entries = list(os.scandir(SHARED_DIR))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _LEFTOVER.match(entry.name)
+        if m is None or process_started(int(m.group(1))) is not None:
+            continue
+        with contextlib.suppress(OSError):  # not ours, a folder, or gone meanwhile
+            if entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                os.unlink(entry.path)
+                removed.append(entry.name)
     return removed
 
 
@@ -249,7 +253,8 @@ class PairLink:
             up, down = shared.rings
             self.ring_out, self.ring_in = (down, up) if rank == 0 else (up, down)
         self.peer_pid, self.timeout_s = peer_pid, timeout_s
-        self.peer_started = process_started(peer_pid) if peer_pid > 0 else None
+        # the doorbell's only: over gloo the pid may be of another node, and gloo watches
+        self.peer_started = process_started(peer_pid) if shared is not None and peer_pid > 0 else None
 
     def send(self, frame: Frame) -> dist.Work | Rung:
         """Start sending `frame` (already written) to the other end."""

@@ -67,15 +67,15 @@ def merge_snapshots(parts: list[Snapshot]) -> Snapshot:
     return first._replace(weights=np.concatenate([p.weights for p in parts]))
 
 
-def merge_replies(replies: list[Reply], weights: np.ndarray | None = None) -> Reply:
-    """The shards' replies to one push as one: the weights of every range (`weights` if given:
-    the caller has put them together already), shard 0's counters and grant, and the smallest
-    `min_clock`, so that a worker goes on only when every shard allows it."""
-    if len(replies) == 1 and weights is None:
+def merge_replies(replies: list[Reply], landed: np.ndarray | None = None) -> Reply:
+    """The shards' replies to one push as one: the weights of every range (`landed` if given:
+    the vector the caller has already copied every range into), shard 0's counters and
+    grant, and the smallest `min_clock`, so that a worker goes on only when every shard
+    allows it."""
+    if len(replies) == 1 and landed is None:
         return replies[0]
     first = replies[0]
-    if weights is None:
-        weights = np.concatenate([r.weights for r in replies])
+    weights = np.concatenate([r.weights for r in replies]) if landed is None else landed
     return first._replace(weights=weights, min_clock=min(r.min_clock for r in replies),
                           waited_s=max(r.waited_s for r in replies))
 

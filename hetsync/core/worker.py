@@ -202,7 +202,10 @@ class Worker:
 
     def load(self, reply: Reply) -> None:
         """Take a reply's learning rate, and its weights and buffers only if they are a newer
-        global version than the replica holds."""
+        global version than the replica holds. A client that copies replies into the
+        replica's weights itself (`FlatModel.landing`: gloo on a CPU) has done so whatever
+        the version: the server's versions only grow for one client, so a reply is never
+        older than the weights the replica holds."""
         self.lr = reply.lr
         if reply.version > self.version:
             self.flat.load(reply.weights, reply.buffers)

@@ -7,14 +7,19 @@ server's state (global weights, optimizer state, version, clocks, staleness coun
 allocator's (the epoch's remaining data, measured rates, its RNG state) and the driver's
 (elapsed time, best accuracy, how many metrics records belong to the saved state, and with
 `--defer-eval` the weight snapshots not yet evaluated, so that a checkpoint never makes the
-driver evaluate during training and a resumed run still evaluates every snapshot).
+driver evaluate during training and a resumed run still evaluates every snapshot: their
+tensors are files of their own in the folder's snapshots/, each written once, which the
+checkpoint names).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
+import re
+import stat
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +36,18 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 # What a run writes into --out (and the temporary files of an atomic write): a folder holding
 # anything else is not a run's, and a run does not write into it.
-SNAPSHOT_DIR = "snapshots"  # --defer-eval: the snapshots a checkpoint names, a file each
 RUN_NAMES = ("metrics.jsonl", "summary.json", "timeline.json", "model.pt", CHECKPOINT_FILE,
-             CONFIG_FILE, "calibration.json", SNAPSHOT_DIR)
+             CONFIG_FILE, "calibration.json")
 RUN_FILES = {*RUN_NAMES, *(f"{name}.tmp" for name in RUN_NAMES)}
+# --defer-eval: the snapshots a checkpoint names, one file each, named by their iterations
+# (a run touches nothing else in the folder, and only plain files of such names)
+SNAPSHOT_DIR = "snapshots"
+SNAPSHOT_NAME = re.compile(r"^\d{12}\.pt(\.tmp)?$")
 # 2: the SGD rule saves where the learning-rate schedule stands; 3: buffers, the consistency
-# controller's own state; 4: the SGD rule's momentum buffer as a plain tensor
-FORMAT = 4
+# controller's own state; 4: the SGD rule's momentum buffer as a plain tensor; 5: unevaluated
+# snapshots in files of their own (4's held them inline, and still load)
+FORMAT = 5
+READS = (4, 5)
 # The settings that define what is trained: a checkpoint continues only a run that had the
 # same ones. Everything else (timeouts, emulated speeds, fault injection, where the data
 # lives) may change between the saved run and the resumed one.
@@ -69,16 +79,16 @@ def load_weights(path: str | os.PathLike) -> dict:
                            f"{_load_failure(e)}") from e
 
 
-# torch's wrapping of a refused unpickling: its advice (to load with weights_only=False,
-# which would run the file's code) is not ours to pass on
-_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
-
-
 def _load_failure(e: Exception) -> str:
-    """The line of torch's error that says what is wrong with the file."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return next((line for line in lines if not line.startswith(_TORCH_ADVICE)),
-                type(e).__name__)
+    """What is wrong with the file, from torch's error: for a refused unpickling, the
+    unpickler's own reason (torch wraps it in advice to load the file with
+    weights_only=False, which would run its code: not ours to pass on)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and "weights_only" not in line]
+    return lines[0].split(". ")[0] if lines else type(e).__name__
 
 
 def identity(cfg) -> dict[str, Any]:
@@ -136,42 +146,69 @@ def keep_snapshots(snapshots: list[Snapshot], t0: float, out_dir: Path) -> list[
     `out_dir`/snapshots, written once (a later checkpoint that still holds it names the same
     file: inside the checkpoint, the k-th would write k of them again, 45 MB each for
     ResNet-18), and its time as seconds since the run's start `t0`, which a resumed run
-    moves."""
+    moves. The files are on disk before the checkpoint that names them (the folder is
+    fsynced). A file of the name already there is this run's: a fresh run starts with none,
+    a resumed one with only those its checkpoint names (`forget_snapshots`)."""
     folder = out_dir / SNAPSHOT_DIR
-    if snapshots:
-        folder.mkdir(exist_ok=True)
-    kept = []
+    kept, wrote = [], False
     for s in snapshots:
         name = f"{s.iterations:012d}.pt"
         if not (folder / name).exists():
+            folder.mkdir(exist_ok=True)
             save_atomic({"weights": torch.from_numpy(np.array(s.weights)),
                          "buffers": None if s.buffers is None
                          else torch.from_numpy(np.array(s.buffers))}, folder / name)
+            wrote = True
         kept.append({"file": name, "iterations": s.iterations, "samples": s.samples,
                      "version": s.version, "elapsed_s": s.time - t0})
+    if wrote:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return kept
+
+
+def _snapshot_files(out_dir: Path) -> list[Path]:
+    """The snapshot files in `out_dir`/snapshots (plain files of snapshot names only; none
+    through a link)."""
+    folder = out_dir / SNAPSHOT_DIR
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return []
+        return [Path(e.path) for e in os.scandir(folder) if SNAPSHOT_NAME.match(e.name)
+                and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def forget_snapshots(out_dir: Path, kept: list[dict]) -> None:
     """Remove the snapshot files that `kept` (the checkpoint's) does not name: evaluated
     since, or written for a checkpoint that never completed (a resumed run takes those
-    again, from its own weights); the folder too once it names none."""
+    again, from its own weights); the folder too once it is empty. Best effort: a file that
+    cannot go stays, and the run goes on."""
     names = {k.get("file") for k in kept}
-    folder = out_dir / SNAPSHOT_DIR
-    if not names - {None}:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    for path in folder.iterdir() if folder.is_dir() else ():
+    for path in _snapshot_files(out_dir):
         if path.name not in names:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        (out_dir / SNAPSHOT_DIR).rmdir()  # only if empty
 
 
 def restore_snapshots(kept: list[dict], t0: float, out_dir: Path) -> list[Snapshot]:
-    """`keep_snapshots`' inverse, for a run whose start is now `t0` (a checkpoint of the first
-    --defer-eval version holds the tensors itself)."""
+    """`keep_snapshots`' inverse, for a run whose start is now `t0` (a format-4 checkpoint holds
+    the tensors itself). A file that is missing or does not load costs only its point of the
+    accuracy curve: a warning, and the run resumes without it."""
     out = []
     for k in kept:
-        tensors = k if "weights" in k else load_weights(out_dir / SNAPSHOT_DIR / k["file"])
+        try:
+            tensors = k if "weights" in k else load_weights(out_dir / SNAPSHOT_DIR / k["file"])
+        except HetsyncError as e:
+            warnings.warn(f"the snapshot at iteration {k['iterations']} is left unevaluated: {e}",
+                          stacklevel=2)
+            continue
         out.append(Snapshot(tensors["weights"].numpy(), None if tensors["buffers"] is None
                             else tensors["buffers"].numpy(), k["iterations"], k["samples"],
                             k["version"], t0 + k["elapsed_s"]))
@@ -196,6 +233,16 @@ class CheckpointSchedule:
         self.next = (iterations // self.every + 1) * self.every
 
 
+def _is_snapshot_dir(path: Path) -> bool:
+    """Whether `path` is a run's snapshots folder: a folder (not a link) of that name holding
+    snapshot files only. Anything else of the name is the user's, and refused as foreign."""
+    try:
+        return (path.name == SNAPSHOT_DIR and stat.S_ISDIR(os.lstat(path).st_mode)
+                and all(SNAPSHOT_NAME.match(e.name) for e in os.scandir(path)))
+    except OSError:
+        return False
+
+
 def prepare_out(cfg, num_params: int) -> Checkpoint | None:
     """Settle the output folder before any work: the checkpoint to resume from, a fresh start,
     or a refusal that leaves another run's files untouched."""
@@ -213,7 +260,8 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
     # the run's TensorBoard folder may be inside --out (its events are the run's too)
     ours = {board.name} if board and board.resolve().parent == out.resolve() else set()
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES | ours
-                     and not p.name.startswith(".")) if out.exists() else []
+                     and not p.name.startswith(".") and not _is_snapshot_dir(p)
+                     ) if out.exists() else []
     if foreign:
         raise ConfigError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
                           f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
@@ -222,9 +270,9 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         if not cfg.output.overwrite:
             raise ConfigError(f"--out {out} holds another run; pass --resume {out} to continue "
                               "it, --overwrite to replace it, or choose another folder")
-        for name in RUN_FILES - {SNAPSHOT_DIR}:
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / SNAPSHOT_DIR, ignore_errors=True)
+    forget_snapshots(out, [])  # a fresh run's snapshots are its own
     out.mkdir(parents=True, exist_ok=True)
     stored = cfg.to_dict()  # what `--resume DIR` alone reads, from wherever it is typed
     for section, name in (("data", "data_dir"), ("emulation", "calibration"),
@@ -259,10 +307,6 @@ def check_resumable(out_dir: Path) -> None:
     if not (out_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(f"--resume {out_dir}: there is no {CHECKPOINT_FILE} to resume from "
                           "(checkpoints need --out and --checkpoint-every)")
-    if stored_config(out_dir) is None:
-        # No saved settings: the run's flags come from the command line, and a corrupt
-        # checkpoint must be the error reported, not the first flag the defaults lack.
-        load_weights(out_dir / CHECKPOINT_FILE)
 
 
 def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
@@ -275,8 +319,9 @@ def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
         ckpt.iterations  # noqa: B018  (a checkpoint without server state is corrupt)
     except (TypeError, KeyError):
         raise ConfigError(f"{path} is not a hetsync checkpoint") from None
-    if ckpt.format != FORMAT:
-        raise ConfigError(f"{path} has format {ckpt.format}; this hetsync reads {FORMAT}")
+    if ckpt.format not in READS:
+        raise ConfigError(f"{path} has format {ckpt.format}; this hetsync reads "
+                          f"{' and '.join(map(str, READS))}")
     ours = identity(cfg)
     # a setting newer than the checkpoint had its default value in the saved run
     theirs = {**identity(TrainConfig()), **ckpt.identity}

@@ -32,14 +32,17 @@ from hetsync.emulation import emulated_cluster, write_calibration
 from hetsync.errors import ClusterError, ConfigError
 from hetsync.models import build_model, resolve_model
 from hetsync.run.checkpoint import (
+    CHECKPOINT_FILE,
     Checkpoint,
     CheckpointSchedule,
     check_resumable,
     forget_snapshots,
     keep_snapshots,
+    load_weights,
     prepare_out,
     restore_snapshots,
     save_atomic,
+    stored_config,
 )
 from hetsync.run.evaluation import EvaluationQueue, Evaluator
 from hetsync.run.faults import Decision, FaultPlan, RestartPolicy
@@ -69,6 +72,10 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     check_tensorboard(cfg.output.tensorboard, cfg.output.overwrite, cfg.faults.resume is not None)
     if cfg.faults.resume is not None and cfg.output.out_dir is not None:
         check_resumable(cfg.output.out_dir)
+        if stored_config(cfg.output.out_dir) is None:
+            # No saved settings: the run's flags come from the command line, and a corrupt
+            # checkpoint must be the error reported, not the first flag the defaults lack.
+            load_weights(cfg.output.out_dir / CHECKPOINT_FILE)
     train_data, val_data = load_dataset(cfg)
     shard = len(train_data) // tr.workers
     if tr.batch_size > shard:

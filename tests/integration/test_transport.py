@@ -88,15 +88,16 @@ def test_a_worker_that_dies_mid_exchange_leaves_the_server_serving_the_others(ra
         server.kill()
 
 
+@pytest.mark.parametrize("shards", [1, 2])
 @pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t != "ray"])
-def test_the_replies_of_several_shards_land_in_the_replicas_weights(ray_local, transport):
-    """With two shards and a push of two gradients (each shard's part sent and its reply
-    copied on a thread of its own), the reply's weights are the landing vector itself, and
-    it holds every shard's range after both updates."""
+def test_the_replies_of_the_shards_land_in_the_replicas_weights(ray_local, transport, shards):
+    """A push of two gradients (with two shards, each shard's part sent and its reply copied
+    on a thread of its own): the reply's weights are the landing vector itself, and it holds
+    every shard's range after both updates."""
     server = ServerHandle(30.0, server=dict(
         weights=np.zeros(SIZE + 1, np.float32), workers=1, bound=None, barrier=False, lr=0.5,
         momentum=0.0, batch_size=64, iterations=10**6, eval_every=10**6), allocation=dict(
-        n_samples=64, workers=1, batch_size=64, mode="uniform", seed=0), shards=2)
+        n_samples=64, workers=1, batch_size=64, mode="uniform", seed=0), shards=shards)
     landing = np.full(SIZE + 1, 7.0, np.float32)
     client = server_client(transport, server.actors, 0, 30.0, landing)
     try:
@@ -243,6 +244,35 @@ def test_a_doorbell_wakes_its_waiter_and_notices_a_dead_or_silent_other_end(tmp_
     assert not os.path.exists(f"/dev/shm/sem.{os.path.basename(path)}.up")
 
 
+def test_a_shards_failure_is_raised_once_every_shards_copy_has_ended():
+    """`_each_shard`: shard 0 works on the caller's thread, the others on the pool; an error
+    in one is raised only after the others have finished with their frames."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hetsync.cluster.transport import GlooServerClient
+
+    client = GlooServerClient.__new__(GlooServerClient)
+    client.links, client.pool = [None] * 3, ThreadPoolExecutor(2)
+    done, release = [], threading.Event()
+
+    def action(k):
+        if k == 1:
+            raise RuntimeError("Connection closed by peer")
+        release.wait(5)  # shards 0 and 2 still copying when shard 1 fails
+        done.append(k)
+        return k
+
+    try:
+        threading.Timer(0.3, release.set).start()
+        with pytest.raises(RuntimeError, match="closed by peer"):
+            client._each_shard(action)
+        assert sorted(done) == [0, 2]
+        assert client._each_shard(lambda k: k * 10) == [0, 10, 20]
+    finally:
+        client.pool.shutdown()
+
+
 def test_leftovers_of_a_dead_server_are_swept_and_a_live_ones_stay(tmp_path, monkeypatch):
     """A server killed between making a pair's frames and its worker's connect never unlinks
     them; the next server on the node removes the names whose creator no longer runs."""
@@ -259,8 +289,15 @@ def test_leftovers_of_a_dead_server_are_swept_and_a_live_ones_stay(tmp_path, mon
     kept = [f"hetsync-{os.getpid()}-w0g1-ab12cd34", "other-file"]
     for name in dead + kept:
         (tmp_path / name).write_bytes(b"")
-    assert sorted(transport.sweep_leftovers()) == sorted(dead)
-    assert sorted(os.listdir(tmp_path)) == sorted(kept)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-target"
+    elsewhere.write_bytes(b"x")
+    link = f"hetsync-{int(gone.stdout)}-w1g1-00000000"  # a link: the link goes, not its target
+    os.symlink(elsewhere, tmp_path / link)
+    folder = f"hetsync-{int(gone.stdout)}-w2g1-00000000"  # not a pair's file: it stays
+    (tmp_path / folder).mkdir()
+    assert sorted(transport.sweep_leftovers()) == sorted([*dead, link])
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, folder])
+    assert elsewhere.read_bytes() == b"x"
 
 
 def test_a_pair_on_one_node_shares_its_frames_and_leaves_no_file(ray_local):

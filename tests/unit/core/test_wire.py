@@ -45,14 +45,19 @@ def test_flat_model_loads_weights_and_buffers_and_copies_its_buffers_out():
     assert FlatModel(build_model(LeNet5, 0)).buffer_vector() is None
 
 
-def test_weights_copied_into_the_landing_vector_are_the_models_and_need_no_load():
+def test_weights_copied_into_the_landing_vector_are_the_models_and_need_no_load(monkeypatch):
     model = build_model(_bn_net, 0)
     flat = FlatModel(model)
     source = build_model(_bn_net, 3)
     np.copyto(flat.landing, params_to_vector(source))  # what a client does with a reply
     np.testing.assert_array_equal(params_to_vector(model), params_to_vector(source))
+    copied = []
+    monkeypatch.setattr(flat.weights, "copy_", lambda src: copied.append(src), raising=False)
     flat.load(flat.landing, buffers_to_vector(source))  # the weights in place, buffers copied
+    assert not copied
     np.testing.assert_array_equal(params_to_vector(model), params_to_vector(source))
+    flat.load(params_to_vector(source))  # any other vector is copied
+    assert len(copied) == 1
     np.testing.assert_array_equal(flat.buffer_vector(), buffers_to_vector(source))
 
 

@@ -136,8 +136,10 @@ def test_a_pickled_object_in_a_checkpoint_is_never_executed(tmp_path):
 
     cfg = TrainConfig.from_flat(dataset="synthetic", out=str(tmp_path))
     torch.save({"x": Evil()}, tmp_path / CHECKPOINT_FILE)
-    with pytest.raises(Exception, match="is corrupt or not a weights file"):
+    with pytest.raises(Exception, match="is corrupt or not a weights file: Unsupported global: "
+                                        "GLOBAL print was not an allowed global") as refused:
         load_checkpoint(tmp_path, cfg, 10)
+    assert "weights_only" not in str(refused.value)  # torch's advice to unpickle it anyway
 
 
 def test_a_resumed_metrics_log_keeps_the_checkpointed_records(tmp_path):
@@ -157,3 +159,54 @@ def test_checkpoints_fall_due_every_interval_counted_from_a_resume():
     assert not s.due(299) and s.due(300)
     s.saved(312)
     assert s.next == 400 and not CheckpointSchedule(0).due(10**6)
+
+
+def test_snapshot_files_are_the_runs_only_and_a_users_snapshots_folder_is_refused(tmp_path):
+    """A run touches only plain files of snapshot names in its snapshots/ folder: one of the
+    user's (other names, or a link) makes --out foreign, and nothing in it is removed."""
+    from hetsync.core.wire import Snapshot
+    from hetsync.run.checkpoint import SNAPSHOT_DIR, forget_snapshots, keep_snapshots, prepare_out
+
+    out = tmp_path / "run"
+    cfg = TrainConfig.from_flat(dataset="synthetic", out=str(out))
+    snaps = [Snapshot(np.full(3, float(i), np.float32), None, 100 * i, 6400 * i, i, 10.0 + i)
+             for i in (1, 2)]
+    out.mkdir()
+    kept = keep_snapshots(snaps, 10.0, out)
+    assert [k["file"] for k in kept] == ["000000000100.pt", "000000000200.pt"]
+    forget_snapshots(out, kept[1:])
+    assert sorted(p.name for p in (out / SNAPSHOT_DIR).iterdir()) == ["000000000200.pt"]
+    assert prepare_out(cfg, 3) is None  # a fresh run here: the old snapshot goes
+    assert not (out / SNAPSHOT_DIR).exists()
+
+    user = tmp_path / "user"
+    (user / SNAPSHOT_DIR).mkdir(parents=True)
+    (user / SNAPSHOT_DIR / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"holds files that are not a run's \(snapshots\)"):
+        prepare_out(TrainConfig.from_flat(dataset="synthetic", out=str(user)), 3)
+    forget_snapshots(user, [])
+    assert (user / SNAPSHOT_DIR / "holiday.jpg").exists()
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "000000000100.pt").write_bytes(b"x")
+    (linked / SNAPSHOT_DIR).symlink_to(tmp_path / "photos")
+    with pytest.raises(ConfigError, match="not a run's"):
+        prepare_out(TrainConfig.from_flat(dataset="synthetic", out=str(linked)), 3)
+    forget_snapshots(linked, [])
+    assert (tmp_path / "photos" / "000000000100.pt").exists()
+
+
+def test_a_missing_snapshot_file_costs_its_point_of_the_curve_not_the_resume(tmp_path):
+    from hetsync.core.wire import Snapshot
+    from hetsync.run.checkpoint import SNAPSHOT_DIR, keep_snapshots, restore_snapshots
+
+    snaps = [Snapshot(np.full(3, float(i), np.float32), None, 100 * i, 6400 * i, i, 10.0 + i)
+             for i in (1, 2)]
+    kept = keep_snapshots(snaps, 10.0, tmp_path)
+    (tmp_path / SNAPSHOT_DIR / kept[0]["file"]).unlink()
+    with pytest.warns(UserWarning, match="snapshot at iteration 100 is left unevaluated"):
+        back = restore_snapshots(kept, 50.0, tmp_path)
+    assert [(s.iterations, s.time, s.weights.tolist()) for s in back] == [(200, 52.0,
+                                                                          [2.0, 2.0, 2.0])]
