@@ -16,8 +16,8 @@ core (a ping-pong of two processes, idle and beside busy loops: 6-32 us mean aga
 0.16-0.59 ms, and gloo's 99th percentile beside busy loops at 4-8 ms; docs/benchmarks.md).
 A semaphore does not notice that its poster died, so a wait on it is sliced and checks
 between slices that the other end's process still runs (same node: its pid and start time,
-so that a reused pid does not pass for it). Between nodes
-(and with `gloo-tcp`) frames travel whole over gloo, whose socket notices a dead peer.
+so that a reused pid does not pass for it). Between nodes (and with `gloo-tcp`) frames
+travel whole over gloo, whose socket notices a dead peer.
 
 Why one two-process group per worker connection, and not one group of all: a gloo group has a
 fixed membership, and after a process dies its survivors must build a new group. A pair
@@ -28,7 +28,8 @@ building a pair is measured by `hetsync bench capacity` ("connect").
 On the server, each pair has a thread: it receives a frame, lets the actor apply it under the
 actor's lock (waiting there for the consistency model, bounded by the run's timeout), copies
 the reply into its frame and sends it. Gloo's and the semaphores' waits release the GIL, so
-idle threads cost (almost) nothing. The rendezvous store listens on loopback unless the run joined a cluster.
+idle threads cost almost nothing. The rendezvous store listens on loopback unless the run
+joined a cluster.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ class PairLink:
             self.ring_out, self.ring_in = (down, up) if rank == 0 else (up, down)
         self.peer_pid, self.timeout_s = peer_pid, timeout_s
         # the doorbell's only: over gloo the pid may be of another node, and gloo watches
-        self.peer_started = process_started(peer_pid) if shared is not None and peer_pid > 0 else None
+        watched = shared is not None and peer_pid > 0
+        self.peer_started = process_started(peer_pid) if watched else None
 
     def send(self, frame: Frame) -> dist.Work | Rung:
         """Start sending `frame` (already written) to the other end."""

@@ -30,7 +30,7 @@ import torch
 from hetsync.config import FLAT, TrainConfig
 from hetsync.core.wire import Snapshot
 from hetsync.errors import ConfigError, DivergedError, HetsyncError
-from hetsync.run.metrics import write_json_atomic
+from hetsync.run.metrics import write_atomic, write_json_atomic
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -57,14 +57,8 @@ IDENTITY = ("model", "dataset", "val_dataset", "workers", "sync", "staleness", "
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save `obj` to `path` through a temporary file, fsync and rename: a crash leaves the
-    old file or the new, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save `obj` to `path`, as `write_atomic` writes."""
+    write_atomic(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def load_weights(path: str | os.PathLike) -> dict:
@@ -146,11 +140,11 @@ def keep_snapshots(snapshots: list[Snapshot], t0: float, out_dir: Path) -> list[
     `out_dir`/snapshots, written once (a later checkpoint that still holds it names the same
     file: inside the checkpoint, the k-th would write k of them again, 45 MB each for
     ResNet-18), and its time as seconds since the run's start `t0`, which a resumed run
-    moves. The files are on disk before the checkpoint that names them (the folder is
-    fsynced). A file of the name already there is this run's: a fresh run starts with none,
-    a resumed one with only those its checkpoint names (`forget_snapshots`)."""
+    moves. The files are on disk before the checkpoint that names them (`save_atomic`). A
+    file of the name already there is this run's: a fresh run starts with none, a resumed one
+    with only those its checkpoint names (`forget_snapshots`)."""
     folder = out_dir / SNAPSHOT_DIR
-    kept, wrote = [], False
+    kept = []
     for s in snapshots:
         name = f"{s.iterations:012d}.pt"
         if not (folder / name).exists():
@@ -158,15 +152,8 @@ def keep_snapshots(snapshots: list[Snapshot], t0: float, out_dir: Path) -> list[
             save_atomic({"weights": torch.from_numpy(np.array(s.weights)),
                          "buffers": None if s.buffers is None
                          else torch.from_numpy(np.array(s.buffers))}, folder / name)
-            wrote = True
         kept.append({"file": name, "iterations": s.iterations, "samples": s.samples,
                      "version": s.version, "elapsed_s": s.time - t0})
-    if wrote:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     return kept
 
 

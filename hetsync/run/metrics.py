@@ -15,15 +15,27 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write via a temporary file, fsync and rename: a crash leaves the old file or the new."""
+def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
+    """`write(file)` to a temporary file, fsync, rename over `path`, then fsync the folder: a
+    crash leaves the old file or the new, never half of one, and once this returns the new
+    one is on disk under its name (so a file written before another that names it, like a
+    snapshot before its checkpoint, is there whenever the other is)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
+    with open(tmp, "wb" if binary else "w") as f:
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """`obj` as indented JSON, written as `write_atomic` does."""
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"))
 
 
 class MetricsLog:

@@ -188,8 +188,9 @@ def test_resume_with_other_settings_is_refused_and_leaves_the_run_alone(tmp_path
 
 
 class TurnsNaN(nn.Module):
-    """A small net whose output becomes NaN after 60 training steps in a process: a
-    divergence at a known point, after the first checkpoints."""
+    """A small net whose output becomes NaN after 300 training steps in a process: a
+    divergence at a known point, after the first checkpoints (at 60 steps the two workers
+    could get there before the driver's first poll, 0.1 s, had seen 40 iterations)."""
 
     def __init__(self):
         super().__init__()
@@ -199,7 +200,7 @@ class TurnsNaN(nn.Module):
     def forward(self, x):
         self.steps += self.training
         out = self.net(x)
-        return out * float("nan") if self.steps > 60 else out
+        return out * float("nan") if self.steps > 300 else out
 
 
 def test_a_diverging_run_keeps_its_last_good_checkpoint(ray_local, tmp_path, small):
