@@ -1,8 +1,10 @@
 """Update rules: how the server turns what a worker pushes into new global weights.
 
-- `sgd`: workers push gradients; the server's SGD applies them. A step that merges k samples
-  uses `lr(t) * k / batch_size` (linear scaling), so BSP's one step on the union of N batches
-  moves the weights as far as N small steps would; `lr(t)` follows the `LrSchedule`.
+- `sgd`: workers push gradients; the server's SGD applies them. A gradient of k samples
+  enters the momentum buffer weighted k / batch_size (linear scaling), so BSP's one step on
+  the union of N batches moves the weights as far as N small steps would, and under IDPA a
+  worker's gradient counts by its own batch, not by the batches of the pushes after it;
+  `lr(t)` follows the `LrSchedule`.
 - `agwu` (asynchronous global weight update): workers train K local steps and push their
   weights W_j; the server merges on arrival, W <- W + gamma**lag * b_j * (W_j - W), where lag
   is the number of global versions since the worker pulled and b_j = acc_j / sum(acc) over the
@@ -59,23 +61,31 @@ def read_only(payload: np.ndarray) -> torch.Tensor:
 
 
 class SgdRule:
-    """SGD with momentum, in place on the flat weights: `buf = m * buf + g; w -= lr * buf`,
-    the same arithmetic as torch.optim.SGD (dampening 0), with no temporary vector."""
+    """SGD with momentum, in place on the flat weights: `u = m * u + (k / B) * g; w -= lr * u`
+    for a gradient g of k samples (B: batch_size), torch.optim.SGD's arithmetic (dampening 0)
+    on a loss scaled by k / B, with no temporary vector.
+
+    Scaling the step instead (`w -= lr * (k / B) * buf`) would weight every gradient still in
+    the buffer by the newest push's batch: under IDPA's unequal batches a 23-sample gradient
+    would count as much as a 94-sample one. The buffer is kept as u / s, s the last push's
+    k / B, so that torch's fused kernel does it in one pass: momentum m * s_prev / s, rate
+    lr * s."""
 
     def __init__(self, w: torch.nn.Parameter, schedule: LrSchedule, momentum: float,
                  batch_size: int):
         self.w = w.data
         self.schedule = schedule
         self.momentum = momentum
-        self.buf: torch.Tensor | None = None  # the momentum buffer, from the first step on
+        self.buf: torch.Tensor | None = None  # u / scale (class docstring), from the first step on
+        self.scale = 1.0  # k / batch_size of the last step: what `buf` is divided by
         self.done = 0  # iterations applied so far: where the schedule stands
         self.batch_size = batch_size
         self._mean: torch.Tensor | None = None  # BSP: the round's weighted mean, reused
 
     def apply(self, payload: np.ndarray, samples: int, lag: int, worker: int,
               accuracy: float | None, live: set[int]) -> None:
-        """One step on a pushed gradient of `samples` samples, at lr * samples / batch_size; the
-        other arguments are AGWU's and ignored here."""
+        """One step on a pushed gradient of `samples` samples, weighted samples / batch_size;
+        the other arguments are AGWU's and ignored here."""
         self._step(read_only(payload), samples, 1)
 
     def apply_round(self, contributions: list[tuple[int, np.ndarray, int, float | None]]) -> None:
@@ -90,32 +100,37 @@ class SgdRule:
         self._step(self._mean, total, len(contributions))
 
     def state_dict(self) -> dict:
-        """The momentum buffer and where the schedule stands (tensors and numbers only)."""
-        return {"momentum_buffer": None if self.buf is None else self.buf.clone(),
+        """The momentum buffer u and where the schedule stands (tensors and numbers only)."""
+        return {"momentum_buffer": None if self.buf is None else self.buf * self.scale,
                 "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict`; the buffer is copied, so the saved state stays unchanged."""
         self.buf = None if state["momentum_buffer"] is None else state["momentum_buffer"].clone()
+        self.scale = 1.0
         self.done = state["done"]
 
     def _step(self, grad: torch.Tensor, samples: int, gradients: int) -> None:
-        lr = self.schedule.at(self.done) * samples / self.batch_size
+        lr = self.schedule.at(self.done)
+        scale = samples / self.batch_size
+        # the buffer held u / self.scale; from here on it holds u / scale (class docstring)
+        momentum = self.momentum * self.scale / scale
         with torch.no_grad():
             if self.momentum and self.buf is None:
                 self.buf = grad.clone()
-                self.w.add_(self.buf, alpha=-lr)
+                self.w.add_(self.buf, alpha=-lr * scale)
             elif self.momentum and _FUSED_SGD is not None:
                 # buf = m * buf + grad and w -= lr * buf in one pass over memory: the unfused
                 # ops pass three times (measured 5.5 against 10.4 ms on 11.2 M parameters)
                 _FUSED_SGD([self.w], [grad], [self.buf], weight_decay=0.0,
-                           momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False,
+                           momentum=momentum, lr=lr * scale, dampening=0.0, nesterov=False,
                            maximize=False, is_first_step=False)
             elif self.momentum:
-                self.buf.mul_(self.momentum).add_(grad)
-                self.w.add_(self.buf, alpha=-lr)
+                self.buf.mul_(momentum).add_(grad)
+                self.w.add_(self.buf, alpha=-lr * scale)
             else:
-                self.w.add_(grad, alpha=-lr)
+                self.w.add_(grad, alpha=-lr * scale)
+        self.scale = scale
         self.done += gradients
 
 

@@ -48,3 +48,52 @@ def test_the_in_place_sgd_step_is_torch_sgd_bit_for_bit_and_reads_pushes_in_plac
         opt.step()
         assert torch.equal(w, reference.detach())
     assert rule.done == 6
+
+
+def _scaled_reference(grads, samples, batch, momentum):
+    """torch.optim.SGD on each gradient scaled by its samples / batch: what a loss scaled so
+    that every sample counts alike gives."""
+    from hetsync.core.updates import LrSchedule
+
+    reference = torch.nn.Parameter(torch.zeros(grads[0].size))
+    opt = torch.optim.SGD([reference], lr=0.1, momentum=momentum)
+    for k, (g, n) in enumerate(zip(grads, samples, strict=True)):
+        opt.param_groups[0]["lr"] = LrSchedule(0.1, len(grads), "cosine").at(k)
+        reference.grad = torch.from_numpy(g * (n / batch))
+        opt.step()
+    return reference.detach()
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_a_gradient_counts_by_its_own_samples_not_by_the_next_pushes(momentum):
+    from hetsync.core.updates import LrSchedule, SgdRule
+
+    rng = np.random.default_rng(1)
+    samples = [94, 23, 46, 93, 23, 94, 1, 64]  # IDPA's unequal batches, pushed in turn
+    grads = [rng.normal(size=40).astype(np.float32) for _ in samples]
+    w = torch.zeros(40)
+    rule = SgdRule(w, LrSchedule(0.1, len(grads), "cosine"), momentum=momentum, batch_size=64)
+    for g, n in zip(grads, samples, strict=True):
+        rule.apply(g, n, 0, 0, None, {0})
+    torch.testing.assert_close(w, _scaled_reference(grads, samples, 64, momentum))
+
+
+def test_a_restored_rule_goes_on_as_if_never_stopped():
+    from hetsync.core.updates import LrSchedule, SgdRule
+
+    rng = np.random.default_rng(2)
+    samples = [94, 23, 46, 93, 23, 94]
+    grads = [rng.normal(size=30).astype(np.float32) for _ in samples]
+    schedule = LrSchedule(0.1, len(grads), "cosine")
+    w = torch.zeros(30)
+    rule = SgdRule(w, schedule, momentum=0.9, batch_size=64)
+    for g, n in zip(grads[:3], samples[:3], strict=True):
+        rule.apply(g, n, 0, 0, None, {0})
+    state = rule.state_dict()
+    resumed = SgdRule(w.clone(), schedule, momentum=0.9, batch_size=64)
+    resumed.load_state_dict(state)
+    for g, n in zip(grads[3:], samples[3:], strict=True):
+        rule.apply(g, n, 0, 0, None, {0})
+        resumed.apply(g, n, 0, 0, None, {0})
+    torch.testing.assert_close(resumed.w, w)
+    torch.testing.assert_close(w, _scaled_reference(grads, samples, 64, 0.9))
