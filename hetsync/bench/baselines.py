@@ -34,14 +34,16 @@ from hetsync.run.evaluation import Evaluator
 def _summarise(cfg: TrainConfig, cluster, snaps, wall: float, samples: int, val: ArrayData):
     """Validation of each snapshot (iterations, seconds, weights) after the run."""
     evaluator = Evaluator(resolve_model(cfg.training.model, val.sample_shape, val.classes), val)
-    accs = [(t, evaluator.evaluate(Snapshot(w, None, it, 0, 0, t))[1]) for it, t, w in snaps]
-    hit = [t for t, a in accs if a >= cfg.output.target_accuracy]
+    accs = [(it, t, evaluator.evaluate(Snapshot(w, None, it, 0, 0, t))[1]) for it, t, w in snaps]
+    hit = [(it, t) for it, t, a in accs if a >= cfg.output.target_accuracy]
     return {
         "iterations": snaps[-1][0] if snaps else 0,
         "wall_time_s": wall,
-        "final_val_accuracy": accs[-1][1] if accs else None,
-        "best_val_accuracy": max(a for _, a in accs) if accs else None,
-        "time_to_target_s": hit[0] if hit else None,
+        "final_val_accuracy": accs[-1][2] if accs else None,
+        "best_val_accuracy": max(a for _, _, a in accs) if accs else None,
+        "time_to_target_s": hit[0][1] if hit else None,
+        # an iteration is one batch of batch_size samples (DDP's: the ranks' share of n)
+        "samples_to_target": hit[0][0] * cfg.training.batch_size if hit else None,
         "throughput_samples_per_s": samples / wall,
         "ideal_throughput_samples_per_s": cluster.mean_ideal_samples_per_s(wall),
     }

@@ -156,6 +156,8 @@ def summarize(b: Bench, ceiling: dict) -> dict:
     for name, (mean, _, reached) in b.stats(MAIN, "time_to_target_s").items():
         summary[f"{name}_time_to_target_s"] = mean if reached == b.budget.seeds else None
         summary[f"{name}_runs_reaching_target"] = reached
+    for name, (mean, _, reached) in b.stats(MAIN, "samples_to_target").items():
+        summary[f"{name}_samples_to_target"] = mean if reached == b.budget.seeds else None
     return {**{k: summary.get(k) for k in KEYS}, **summary}
 
 
@@ -201,6 +203,20 @@ def _per_seed_times(b: Bench, a: str, over: str) -> str:
                      for seed in range(b.budget.seeds))
 
 
+def _time_split(summary: dict, target: float) -> str:
+    """Time to target is samples to target over throughput: bsp_uniform / ssp_idpa splits into
+    SSP+IDPA's lead in throughput and BSP's lead in samples (what staleness costs)."""
+    samples = (summary.get("bsp_uniform_samples_to_target"),
+               summary.get("ssp_idpa_samples_to_target"))
+    if None in samples:
+        return ""
+    return (f"- samples trained to {target}: bsp_uniform "
+            f"{samples[0]:.0f}, ssp_idpa {samples[1]:.0f}; so bsp_uniform / ssp_idpa time = "
+            f"throughput ssp_idpa / bsp_uniform "
+            f"{ratio(summary['ssp_idpa_samples_per_s'], summary['bsp_uniform_samples_per_s'])}"
+            f" x samples bsp_uniform / ssp_idpa {ratio(*samples)}\n")
+
+
 def _report(b: Bench, summary: dict) -> str:
     wait = b.stats(MAIN, "wait_fraction")  # case -> (mean, spread, runs), one per system
     ttt = {n: summary[f"{n}_time_to_target_s"] for n in wait}
@@ -215,7 +231,9 @@ def _report(b: Bench, summary: dict) -> str:
             f"ssp_idpa = {ratio(ttt['bsp_uniform'], ttt['ssp_idpa'])} (per seed: "
             f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa')}); bsp_idpa / ssp_idpa = "
             f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])} (per seed: "
-            f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n\n"
+            f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n"
+            + _time_split(summary, b.budget.target)
+            + "\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"
                + b.table(f"{MAIN}, {INTERFERENCE}") + "\n")
             + "![](heterogeneous-throughput.png)\n\n" + b.sweep_table())

@@ -13,6 +13,7 @@ def test_ddp_baseline_trains_the_same_budget_on_the_emulated_cluster():
     s = ddp_train(TrainConfig.from_flat(**PEER))
     assert s["iterations"] == 200 and s["final_val_accuracy"] >= 0.95
     assert 0 < s["time_to_target_s"] <= s["wall_time_s"]
+    assert 0 < s["samples_to_target"] <= 200 * 32 and s["samples_to_target"] % 32 == 0
     assert 0 < s["throughput_samples_per_s"] < s["ideal_throughput_samples_per_s"]
 
 
@@ -21,6 +22,7 @@ def test_plain_ray_parameter_server_baseline(ray_local, synchronous):
     s = ray_ps_train(TrainConfig.from_flat(**PEER), synchronous)
     assert s["iterations"] == 200 and s["final_val_accuracy"] >= 0.95
     assert 0 < s["time_to_target_s"] <= s["wall_time_s"]
+    assert 0 < s["samples_to_target"] <= 200 * 32 and s["samples_to_target"] % 32 == 0
 
 
 @pytest.mark.parametrize("transport", ["gloo", "ray"])

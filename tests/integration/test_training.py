@@ -69,6 +69,8 @@ def test_deferred_evaluation_times_every_snapshot_as_live_evaluation_does(ray_lo
     assert times == sorted(times) and times[-1] <= res.summary["wall_time_s"]
     first = next(r["wall_time_s"] for r in evals if r["val_accuracy"] >= 0.5)
     assert res.summary["time_to_target_s"] == pytest.approx(first, abs=1e-3)
+    assert res.summary["samples_to_target"] == next(r["samples"] for r in evals
+                                                    if r["val_accuracy"] >= 0.5)
 
 
 def test_idpa_gives_fast_workers_bigger_batches(ray_local, tmp_path, small):

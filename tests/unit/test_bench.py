@@ -159,6 +159,28 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
     assert pinned.tune("b", run)["lr"] == 0.02 and len(seen) == 1  # --config fixes it
 
 
+def test_the_full_sweep_chooses_on_the_mean_over_its_seeds(tmp_path):
+    """Seed 0 alone would pick lr 0.01; over both seeds lr 0.03 is better, and the report
+    shows each seed's accuracy beside the mean."""
+    from hetsync.bench.harness import SWEEP, SWEEP_SEEDS, _bench
+
+    settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
+    b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
+    accuracy = {(0.01, 0): 0.95, (0.01, 1): 0.80}
+    seen = []
+
+    def run(cfg):
+        seen.append((cfg.update.lr, cfg.update.momentum, cfg.training.seed))
+        return {"final_val_accuracy": accuracy.get((cfg.update.lr, cfg.training.seed), 0.93)
+                - (cfg.update.momentum == 0.9) * 0.1, "wall_time_s": 1.0}
+
+    assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
+    assert sorted(seen) == sorted((lr, m, seed) for lr in SWEEP[0] for m in SWEEP[1]
+                                  for seed in range(SWEEP_SEEDS[1]))
+    assert "| s | 0.01 | 0.5 | 0.875 | 0.95, 0.8 | 1 |" in b.sweep_table()
+    assert "| **s** | **0.03** | **0.5** | **0.93** | **0.93, 0.93** |" in b.sweep_table()
+
+
 def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     """Several seeds per system: summary.json holds the means, a time to target only where
     every seed reached the target, and how many did; the report lists each seed's ratio."""
@@ -176,7 +198,8 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     for name in (*het.CONFIGS, *het.PEERS):
         for seed, (rate, acc, ttt) in enumerate(runs.get(name, [(600.0, 0.9, None)] * 2)):
             b.record(het.MAIN, name, seed, {"throughput_samples_per_s": rate,
-                                            "final_val_accuracy": acc, "time_to_target_s": ttt},
+                                            "final_val_accuracy": acc, "time_to_target_s": ttt,
+                                            "samples_to_target": ttt and ttt * rate},
                      wait_fraction=0.02 if name in het.CONFIGS else None)
     s = het.summarize(b, ceiling)
     assert list(s)[:len(het.KEYS)] == list(het.KEYS)
@@ -191,6 +214,13 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
            "ideal 0.55x; 0 of 2 run(s)" in report
     assert "bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: 4.00x, " \
            "n/a)" in report
+    assert s["ssp_idpa_samples_to_target"] == 5050.0 and "samples trained" not in report
+    late = next(r for r in b.rows if r["case"] == "bsp_uniform" and r["seed"] == 1)
+    late.update(time_to_target_s=12.0, samples_to_target=6000.0)
+    s = het.summarize(b, ceiling)
+    assert ("- samples trained to 0.95: bsp_uniform 7000, ssp_idpa 5050; so bsp_uniform / "
+            "ssp_idpa time = throughput ssp_idpa / bsp_uniform 1.89x x samples bsp_uniform / "
+            "ssp_idpa 1.39x") in het._report(b, s)
     # a run whose loss diverged is a row (accuracy 0, no throughput), not the end of the suite
     from hetsync.bench.harness import attempt
     from hetsync.errors import DivergedError
