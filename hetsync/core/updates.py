@@ -69,7 +69,8 @@ class SgdRule:
     the buffer by the newest push's batch: under IDPA's unequal batches a 23-sample gradient
     would count as much as a 94-sample one. The buffer is kept as u / s, s the last push's
     k / B, so that torch's fused kernel does it in one pass: momentum m * s_prev / s, rate
-    lr * s."""
+    lr * s. The state saves the buffer and s as they are (a resume is exact); a state without
+    s (saved before 2026-12-06, when the buffer was exactly this u / s) takes the next push's."""
 
     def __init__(self, w: torch.nn.Parameter, schedule: LrSchedule, momentum: float,
                  batch_size: int):
@@ -77,7 +78,7 @@ class SgdRule:
         self.schedule = schedule
         self.momentum = momentum
         self.buf: torch.Tensor | None = None  # u / scale (class docstring), from the first step on
-        self.scale = 1.0  # k / batch_size of the last step: what `buf` is divided by
+        self.scale: float | None = None  # k / batch_size of the last step: `buf` is u / scale
         self.done = 0  # iterations applied so far: where the schedule stands
         self.batch_size = batch_size
         self._mean: torch.Tensor | None = None  # BSP: the round's weighted mean, reused
@@ -100,21 +101,23 @@ class SgdRule:
         self._step(self._mean, total, len(contributions))
 
     def state_dict(self) -> dict:
-        """The momentum buffer u and where the schedule stands (tensors and numbers only)."""
-        return {"momentum_buffer": None if self.buf is None else self.buf * self.scale,
-                "done": self.done}
+        """The momentum buffer (u / scale), its scale and where the schedule stands (tensors and
+        numbers only)."""
+        return {"momentum_buffer": None if self.buf is None else self.buf.clone(),
+                "scale": self.scale, "done": self.done}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict`; the buffer is copied, so the saved state stays unchanged."""
         self.buf = None if state["momentum_buffer"] is None else state["momentum_buffer"].clone()
-        self.scale = 1.0
+        self.scale = state.get("scale")
         self.done = state["done"]
 
     def _step(self, grad: torch.Tensor, samples: int, gradients: int) -> None:
         lr = self.schedule.at(self.done)
         scale = samples / self.batch_size
         # the buffer held u / self.scale; from here on it holds u / scale (class docstring)
-        momentum = self.momentum * self.scale / scale
+        momentum = (self.momentum if self.scale in (None, scale)
+                    else self.momentum * self.scale / scale)
         with torch.no_grad():
             if self.momentum and self.buf is None:
                 self.buf = grad.clone()

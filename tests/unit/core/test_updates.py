@@ -50,7 +50,7 @@ def test_the_in_place_sgd_step_is_torch_sgd_bit_for_bit_and_reads_pushes_in_plac
     assert rule.done == 6
 
 
-def _scaled_reference(grads, samples, batch, momentum):
+def _scaled_reference(grads, samples, batch, momentum, schedule="cosine"):
     """torch.optim.SGD on each gradient scaled by its samples / batch: what a loss scaled so
     that every sample counts alike gives."""
     from hetsync.core.updates import LrSchedule
@@ -58,14 +58,24 @@ def _scaled_reference(grads, samples, batch, momentum):
     reference = torch.nn.Parameter(torch.zeros(grads[0].size))
     opt = torch.optim.SGD([reference], lr=0.1, momentum=momentum)
     for k, (g, n) in enumerate(zip(grads, samples, strict=True)):
-        opt.param_groups[0]["lr"] = LrSchedule(0.1, len(grads), "cosine").at(k)
+        opt.param_groups[0]["lr"] = LrSchedule(0.1, len(grads), schedule).at(k)
         reference.grad = torch.from_numpy(g * (n / batch))
         opt.step()
     return reference.detach()
 
 
+@pytest.fixture(params=["fused", "unfused"])
+def kernel(request, monkeypatch):
+    """Both of SgdRule's paths: torch's fused kernel, and the ops for a build without it."""
+    from hetsync.core import updates
+
+    if request.param == "unfused":
+        monkeypatch.setattr(updates, "_FUSED_SGD", None)
+    return request.param
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
-def test_a_gradient_counts_by_its_own_samples_not_by_the_next_pushes(momentum):
+def test_a_gradient_counts_by_its_own_samples_not_by_the_next_pushes(momentum, kernel):
     from hetsync.core.updates import LrSchedule, SgdRule
 
     rng = np.random.default_rng(1)
@@ -78,7 +88,25 @@ def test_a_gradient_counts_by_its_own_samples_not_by_the_next_pushes(momentum):
     torch.testing.assert_close(w, _scaled_reference(grads, samples, 64, momentum))
 
 
-def test_a_restored_rule_goes_on_as_if_never_stopped():
+def test_a_round_steps_on_its_samples_as_its_membership_changes(kernel):
+    """BSP: one step per round on the mean weighted by samples, counting the round's samples,
+    so a round of 3 workers after rounds of 4 moves the weights by what it holds."""
+    from hetsync.core.updates import LrSchedule, SgdRule
+
+    rng = np.random.default_rng(3)
+    rounds = [[64, 64, 64, 64], [64, 64, 64, 64], [64, 64, 64], [94, 23], [64, 64, 64, 64]]
+    grads = [[rng.normal(size=20).astype(np.float32) for _ in r] for r in rounds]
+    w = torch.zeros(20)
+    rule = SgdRule(w, LrSchedule(0.1, 5, "constant"), momentum=0.9, batch_size=64)
+    means, totals = [], []
+    for gs, ns in zip(grads, rounds, strict=True):
+        rule.apply_round([(i, g, n, None) for i, (g, n) in enumerate(zip(gs, ns, strict=True))])
+        means.append(sum(g * (n / sum(ns)) for g, n in zip(gs, ns, strict=True)))
+        totals.append(sum(ns))
+    torch.testing.assert_close(w, _scaled_reference(means, totals, 64, 0.9, "constant"))
+
+
+def test_a_restored_rule_goes_on_exactly_as_if_never_stopped(kernel):
     from hetsync.core.updates import LrSchedule, SgdRule
 
     rng = np.random.default_rng(2)
@@ -89,11 +117,24 @@ def test_a_restored_rule_goes_on_as_if_never_stopped():
     rule = SgdRule(w, schedule, momentum=0.9, batch_size=64)
     for g, n in zip(grads[:3], samples[:3], strict=True):
         rule.apply(g, n, 0, 0, None, {0})
-    state = rule.state_dict()
     resumed = SgdRule(w.clone(), schedule, momentum=0.9, batch_size=64)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(rule.state_dict())
     for g, n in zip(grads[3:], samples[3:], strict=True):
         rule.apply(g, n, 0, 0, None, {0})
         resumed.apply(g, n, 0, 0, None, {0})
-    torch.testing.assert_close(resumed.w, w)
+    assert torch.equal(resumed.w, w)
     torch.testing.assert_close(w, _scaled_reference(grads, samples, 64, 0.9))
+
+
+def test_a_state_saved_without_the_scale_goes_on_as_it_was_saved():
+    """Before the scale was saved the buffer held what it holds now, u / s, and the next step
+    took it at momentum m: a resume from such a checkpoint does the same."""
+    from hetsync.core.updates import LrSchedule, SgdRule
+
+    rng = np.random.default_rng(4)
+    buf, g = (torch.from_numpy(rng.normal(size=10).astype(np.float32)) for _ in range(2))
+    w = torch.zeros(10)
+    rule = SgdRule(w, LrSchedule(0.1, 10, "constant"), momentum=0.9, batch_size=64)
+    rule.load_state_dict({"momentum_buffer": buf, "done": 3})
+    rule.apply(g.numpy(), 32, 0, 0, None, {0})
+    torch.testing.assert_close(w, -(0.1 * 0.5) * (0.9 * buf + g))

@@ -38,7 +38,8 @@ def _server(update="sgd", barrier=False):
 
 
 def _push(ps, w, g, base, accuracy):
-    return ps.submit(w, Contribution(ps.consistency.clock(w), base, g, 8, 1.0, 1, accuracy,
+    # unequal batches (4, 8, 12 samples), as IDPA gives: the momentum buffer's scale moves
+    return ps.submit(w, Contribution(ps.consistency.clock(w), base, g, 4 + 4 * w, 1.0, 1, accuracy,
                                      buffers=np.full(2, float(ps.version), np.float32)))
 
 
