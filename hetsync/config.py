@@ -169,7 +169,7 @@ class UpdateConfig:
                                "local steps, merged with attenuation --gamma**lag",
                         flat="update", values=UPDATES)
     lr: float = setting(0.02, "learning rate for one mini-batch of --batch-size samples (a "
-                              "step merging k samples uses lr * k / batch size)")
+                              "gradient of k samples counts k / batch size)")
     momentum: float = setting(0.5, "SGD momentum (moderate: asynchronous updates add "
                                    "implicit momentum)")
     lr_schedule: str = setting("cosine", "cosine: decay to lr/10 over the budget; constant",

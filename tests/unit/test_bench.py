@@ -133,7 +133,7 @@ def test_every_suite_names_settings_that_exist_and_none_that_tell_its_runs_apart
 
 
 def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
-    from hetsync.bench.harness import SWEEP_QUICK, _bench
+    from hetsync.bench.harness import SWEEP_QUICK, SWEEP_SEED, _bench
     from hetsync.errors import DivergedError
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
@@ -141,44 +141,42 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
     seen = []
 
     def run(cfg):
-        seen.append((cfg.update.lr, cfg.update.momentum, cfg.training.iterations))
+        seen.append((cfg.update.lr, cfg.update.momentum, cfg.training.iterations,
+                     cfg.training.seed))
         if cfg.update.lr == 0.1:
             raise DivergedError("the training loss became nan")
         return {"final_val_accuracy": 0.9 + cfg.update.lr, "wall_time_s": 1.0}
 
     assert b.tune("a system", run, workers=2) == {"lr": 0.03, "momentum": 0.5}
-    assert [(lr, m) for lr, m, _ in seen] == [(lr, m) for lr in SWEEP_QUICK[0]
-                                              for m in SWEEP_QUICK[1]]
-    assert {it for _, _, it in seen} == {100}  # a fifth of the budget
-    assert "| **a system** | **0.03** | **0.5** |" in b.sweep_table()
-    assert "| a system | 0.1 | 0.5 | 0 |" in b.sweep_table()  # diverged: recorded, not chosen
+    assert [(lr, m) for lr, m, _, _ in seen] == [(lr, m) for lr in SWEEP_QUICK[0]
+                                                 for m in SWEEP_QUICK[1]]
+    # the suite's budget, on a seed that no measured run takes
+    assert {(it, seed) for _, _, it, seed in seen} == {(500, SWEEP_SEED)}
+    assert "| **a system** | **0.03** | **0.5** | **not reached** | **0.93** |" in b.sweep_table()
+    assert "| a system | 0.1 | 0.5 | not reached | 0 |" in b.sweep_table()  # diverged
     (tmp_path / "p").mkdir()
     pinned = _bench("heterogeneous", tmp_path / "p", None, quick=True,
                     settings={**settings, "lr": 0.02})
     seen.clear()
-    assert pinned.tune("b", run)["lr"] == 0.02 and len(seen) == 1  # --config fixes it
+    assert pinned.tune("b", run)["lr"] == 0.02 and not seen  # --config fixes it: no sweep
 
 
-def test_the_full_sweep_chooses_on_the_mean_over_its_seeds(tmp_path):
-    """Seed 0 alone would pick lr 0.01; over both seeds lr 0.03 is better, and the report
-    shows each seed's accuracy beside the mean."""
-    from hetsync.bench.harness import SWEEP, SWEEP_SEEDS, _bench
+def test_the_sweep_chooses_the_shortest_time_to_target_over_the_best_final_accuracy(tmp_path):
+    """The suites compare time to target: a point that gets there first wins over one that
+    ends higher later, and one that never gets there loses to both."""
+    from hetsync.bench.harness import _bench
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
-    accuracy = {(0.01, 0): 0.95, (0.01, 1): 0.80}
-    seen = []
+    outcome = {(0.01, 0.5): (0.99, 9.0), (0.03, 0.5): (0.97, 4.0), (0.1, 0.9): (0.999, None)}
 
     def run(cfg):
-        seen.append((cfg.update.lr, cfg.update.momentum, cfg.training.seed))
-        return {"final_val_accuracy": accuracy.get((cfg.update.lr, cfg.training.seed), 0.93)
-                - (cfg.update.momentum == 0.9) * 0.1, "wall_time_s": 1.0}
+        acc, ttt = outcome.get((cfg.update.lr, cfg.update.momentum), (0.5, None))
+        return {"final_val_accuracy": acc, "time_to_target_s": ttt, "wall_time_s": 10.0}
 
     assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
-    assert sorted(seen) == sorted((lr, m, seed) for lr in SWEEP[0] for m in SWEEP[1]
-                                  for seed in range(SWEEP_SEEDS[1]))
-    assert "| s | 0.01 | 0.5 | 0.875 | 0.95, 0.8 | 1 |" in b.sweep_table()
-    assert "| **s** | **0.03** | **0.5** | **0.93** | **0.93, 0.93** |" in b.sweep_table()
+    assert "| **s** | **0.03** | **0.5** | **4** | **0.97** | **10** |" in b.sweep_table()
+    assert "| s | 0.1 | 0.9 | not reached | 0.999 | 10 |" in b.sweep_table()
 
 
 def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
@@ -218,9 +216,9 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     late = next(r for r in b.rows if r["case"] == "bsp_uniform" and r["seed"] == 1)
     late.update(time_to_target_s=12.0, samples_to_target=6000.0)
     s = het.summarize(b, ceiling)
-    assert ("- samples trained to 0.95: bsp_uniform 7000, ssp_idpa 5050; so bsp_uniform / "
-            "ssp_idpa time = throughput ssp_idpa / bsp_uniform 1.89x x samples bsp_uniform / "
-            "ssp_idpa 1.39x") in het._report(b, s)
+    assert ("- samples trained to 0.95 (means of the seeds): bsp_uniform 7000, ssp_idpa 5050 "
+            "(ssp_idpa / bsp_uniform 0.72x); throughput over the whole runs, ssp_idpa / "
+            "bsp_uniform 1.89x") in het._report(b, s)
     # a run whose loss diverged is a row (accuracy 0, no throughput), not the end of the suite
     from hetsync.bench.harness import attempt
     from hetsync.errors import DivergedError
