@@ -152,8 +152,9 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
                                                  for m in SWEEP_QUICK[1]]
     # the suite's budget, on a seed that no measured run takes
     assert {(it, seed) for _, _, it, seed in seen} == {(500, SWEEP_SEED)}
-    assert "| **a system** | **0.03** | **0.5** | **not reached** | **0.93** |" in b.sweep_table()
-    assert "| a system | 0.1 | 0.5 | not reached | 0 |" in b.sweep_table()  # diverged
+    assert "| **a system** | **0.03** | **0.5** | **not reached** | **not reached** | **0.93** |" \
+        in b.sweep_table()
+    assert "| a system | 0.1 | 0.5 | not reached | not reached | 0 |" in b.sweep_table()
     (tmp_path / "p").mkdir()
     pinned = _bench("heterogeneous", tmp_path / "p", None, quick=True,
                     settings={**settings, "lr": 0.02})
@@ -161,22 +162,27 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
     assert pinned.tune("b", run)["lr"] == 0.02 and not seen  # --config fixes it: no sweep
 
 
-def test_the_sweep_chooses_the_shortest_time_to_target_over_the_best_final_accuracy(tmp_path):
-    """The suites compare time to target: a point that gets there first wins over one that
-    ends higher later, and one that never gets there loses to both."""
+def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tmp_path):
+    """A point that gets to the target on fewer samples wins over one that ends higher later,
+    and one that never gets there loses to both; where two get there at the same snapshot, the
+    gentler step lr / (1 - momentum) wins, whatever their times."""
     from hetsync.bench.harness import _bench
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
-    outcome = {(0.01, 0.5): (0.99, 9.0), (0.03, 0.5): (0.97, 4.0), (0.1, 0.9): (0.999, None)}
+    outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4000, 4.1),
+               (0.01, 0.9): (0.97, 4000, 4.2), (0.03, 0.9): (0.97, 4000, 3.9),
+               (0.1, 0.9): (0.999, None, None)}
 
     def run(cfg):
-        acc, ttt = outcome.get((cfg.update.lr, cfg.update.momentum), (0.5, None))
-        return {"final_val_accuracy": acc, "time_to_target_s": ttt, "wall_time_s": 10.0}
+        acc, samples, ttt = outcome.get((cfg.update.lr, cfg.update.momentum), (0.5, None, None))
+        return {"final_val_accuracy": acc, "samples_to_target": samples,
+                "time_to_target_s": ttt, "wall_time_s": 10.0}
 
-    assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
-    assert "| **s** | **0.03** | **0.5** | **4** | **0.97** | **10** |" in b.sweep_table()
-    assert "| s | 0.1 | 0.9 | not reached | 0.999 | 10 |" in b.sweep_table()
+    assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}  # step 0.06 against 0.1, 0.3
+    table = b.sweep_table()
+    assert "| **s** | **0.03** | **0.5** | **4000** | **4.1** | **0.97** | **10** |" in table
+    assert "| s | 0.1 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
 
 
 def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
