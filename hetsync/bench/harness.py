@@ -40,8 +40,8 @@ METRICS = ("wall_time_s", "throughput_samples_per_s", "ideal_throughput_samples_
            "final_val_accuracy", "best_val_accuracy", "time_to_target_s", "samples_to_target")
 DEFAULT_SPEEDS = (1.0, 1.0, 2.0, 4.0)
 # Every system's learning rate and momentum come from the same sweep (Bench.tune): (lrs,
-# momenta). hetsync's lr is per mini-batch of --batch-size, scaled with the samples of an
-# update as each peer scales it for its global batch.
+# momenta). hetsync's lr is per mini-batch of --batch-size, a gradient weighted by its samples
+# as each peer weighs its global batch.
 SWEEP = ((0.01, 0.03, 0.1), (0.5, 0.9))
 SWEEP_QUICK = ((0.01, 0.03, 0.1), (0.5,))
 # The sweep's runs take this seed, apart from the measured runs' 0, 1, 2: a setting is not
@@ -180,7 +180,8 @@ class Bench:
                                      "seed": SWEEP_SEED})
                 row = self.record("sweep", case, SWEEP_SEED, attempt(run, cfg), lr=lr,
                                   momentum=momentum)
-                key = sweep_key(row, lr, momentum)
+                key = sweep_key(row, lr, momentum,
+                                cfg.output.eval_every * cfg.training.batch_size)
                 if best is None or key > best[0]:
                     best = (key, {"lr": lr, "momentum": momentum})
         self.tuned[case] = best[1]
@@ -193,7 +194,7 @@ class Bench:
             return ""
         out = (f"## Learning rate and momentum: the same sweep for every system\n\n"
                f"One run of the budget per point (seed {SWEEP_SEED}); chosen: the fewest samples "
-               f"to {self.budget.target}, then the gentler step lr / (1 - momentum); where no "
+               f"to {self.budget.target} (by snapshot), then the gentler step lr / (1 - momentum); where no "
                "point reached it, the best final accuracy (`sweep_key`).\n\n| system | lr | "
                "momentum | samples to target | time to target (s) | final accuracy | wall time "
                "(s) |\n|---|---|---|---|---|---|---|\n")
@@ -272,20 +273,23 @@ class Bench:
                 "(results.csv).\n\n")
 
 
-def sweep_key(row: dict, lr: float, momentum: float) -> tuple:
+def sweep_key(row: dict, lr: float, momentum: float, snapshot_samples: float) -> tuple:
     """How `Bench.tune` ranks its points (the greatest wins): those that reached the target
-    first, by the samples it took (the statistical efficiency a setting decides; the rate of
-    samples is the system's, and time would rank equal samples by the machine's noise), then
-    the gentler step lr / (1 - momentum) where the samples are equal (they are counted at the
-    snapshots): a point one seed cannot tell apart from a bolder one is the safer choice on the
-    other seeds. Then, below them, those that did not reach it, by final accuracy.
+    first, by the snapshot that reached it (the samples it took, in snapshots of
+    `snapshot_samples`: the statistical efficiency a setting decides; the rate of samples is
+    the system's, time would rank equal samples by the machine's noise, and under IDPA the
+    samples at one snapshot differ by a few dozen from run to run), then the gentler step
+    lr / (1 - momentum) where the snapshot is the same: a point one seed cannot tell apart from
+    a bolder one is the safer choice on the other seeds. Then, below them, those that did not
+    reach it, by final accuracy.
 
     Measured: ranked by time, DDP's sweep chose lr 0.03, momentum 0.9 over 0.03, 0.5 and 0.01,
     0.9, all three at the same snapshot (76800 samples) and 0.2 s apart; its runs on the
     measured seeds then ended at 0.8905 and 0.964."""
+    gentle = -lr / (1 - momentum)
     if row["samples_to_target"] is not None:
-        return (1, -row["samples_to_target"], -lr / (1 - momentum))
-    return (0, row["final_val_accuracy"] or 0.0, -lr / (1 - momentum))
+        return (1, -round(row["samples_to_target"] / snapshot_samples), gentle)
+    return (0, row["final_val_accuracy"] or 0.0, gentle)
 
 
 def attempt(run: Callable[[TrainConfig], dict], cfg: TrainConfig) -> dict:

@@ -27,12 +27,12 @@ class PlainServer:
 
     def __init__(self, weights: np.ndarray, schedule: LrSchedule, momentum: float):
         self.w = torch.nn.Parameter(torch.from_numpy(weights.copy()))
-        # batch_size 1 per gradient: an averaged step on k batches takes k times the rate
+        # batch_size 1 per gradient: the mean of k batches' gradients counts k times
         self.rule = SgdRule(self.w, schedule, momentum, batch_size=1)
 
     def apply_gradients(self, *grads: np.ndarray) -> np.ndarray:
-        """One SGD step on the mean of `grads` at len(grads) times the rate (the linear scaling
-        hetsync's BSP uses); returns a copy of the new weights."""
+        """One SGD step on the mean of `grads`, weighted len(grads) (the linear scaling hetsync's
+        BSP uses); returns a copy of the new weights."""
         self.rule.apply_round([(i, g, 1, None) for i, g in enumerate(grads)])
         return self.w.detach().numpy().copy()
 

@@ -164,14 +164,16 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
 
 def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tmp_path):
     """A point that gets to the target on fewer samples wins over one that ends higher later,
-    and one that never gets there loses to both; where two get there at the same snapshot, the
-    gentler step lr / (1 - momentum) wins, whatever their times."""
+    and one that never gets there loses to both; where two get there at the same snapshot
+    (their samples a few apart, as under IDPA), the gentler step lr / (1 - momentum) wins,
+    whatever their times."""
     from hetsync.bench.harness import _bench
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
-    outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4000, 4.1),
-               (0.01, 0.9): (0.97, 4000, 4.2), (0.03, 0.9): (0.97, 4000, 3.9),
+    # snapshots every 33 iterations of 16 samples: 4000, 4030 and 3990 are one snapshot's
+    outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4030, 4.1),
+               (0.01, 0.9): (0.97, 4000, 4.2), (0.03, 0.9): (0.97, 3990, 3.9),
                (0.1, 0.9): (0.999, None, None)}
 
     def run(cfg):
@@ -181,7 +183,7 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
 
     assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}  # step 0.06 against 0.1, 0.3
     table = b.sweep_table()
-    assert "| **s** | **0.03** | **0.5** | **4000** | **4.1** | **0.97** | **10** |" in table
+    assert "| **s** | **0.03** | **0.5** | **4030** | **4.1** | **0.97** | **10** |" in table
     assert "| s | 0.1 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
 
 
