@@ -90,6 +90,10 @@ def _bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="smaller budgets: within 10 minutes")
     p.add_argument("--config", metavar="FILE", help="read the suite's run settings from this "
                    "TOML file (sections as in --print-config)")
+    p.add_argument("--sweep-seeds", type=int, default=1, metavar="N",
+                   help="peers, heterogeneous: runs of the full budget per point of the lr and "
+                        "momentum sweep, on seeds 1000, 1001, ...; a point is ranked by its "
+                        "worst run (default: 1)")
     p.add_argument("--print-config", action="store_true",
                    help="print the run settings the suite's runs start from as TOML and stop "
                         "(feed them back with --config)")
@@ -267,7 +271,8 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ConfigError("bench needs --out DIR, a folder for the results")
-    for path in run_suite(args.suite, Path(args.out), data_dir, args.quick, settings):
+    for path in run_suite(args.suite, Path(args.out), data_dir, args.quick, settings,
+                          args.sweep_seeds):
         print(path)
     return 0
 

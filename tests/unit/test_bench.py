@@ -187,6 +187,33 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
     assert "| s | 0.1 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
 
 
+def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
+    """lr 0.03, momentum 0.9 reaches the target first on seed 1000 and not at all on 1001;
+    lr 0.03, momentum 0.5 reaches it on both, later: the second is chosen."""
+    from hetsync.bench.harness import SWEEP, SWEEP_SEED, _bench
+
+    settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
+    b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings, sweep_seeds=2)
+    outcome = {(0.03, 0.9, SWEEP_SEED): 2000, (0.03, 0.5, SWEEP_SEED): 6000,
+               (0.03, 0.5, SWEEP_SEED + 1): 7000}
+    seen = []
+
+    def run(cfg):
+        key = (cfg.update.lr, cfg.update.momentum, cfg.training.seed)
+        seen.append(key)
+        samples = outcome.get(key)
+        return {"final_val_accuracy": 0.97 if samples else 0.9, "samples_to_target": samples,
+                "time_to_target_s": samples and samples / 1000, "wall_time_s": 10.0}
+
+    assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
+    assert sorted(seen) == sorted((lr, m, seed) for lr in SWEEP[0] for m in SWEEP[1]
+                                  for seed in (SWEEP_SEED, SWEEP_SEED + 1))
+    table = b.sweep_table()
+    assert "2 run(s) of the budget per point (seeds from 1000), a point ranked by its worst" \
+        in table
+    assert table.count("| **s** | **0.03** | **0.5** |") == 2  # both runs of the chosen point
+
+
 def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     """Several seeds per system: summary.json holds the means, a time to target only where
     every seed reached the target, and how many did; the report lists each seed's ratio."""

@@ -136,6 +136,18 @@ def test_a_validation_set_for_a_registered_dataset_is_refused_not_ignored():
         TrainConfig.from_flat(dataset="synthetic", val_dataset=[(0, 0)])
 
 
+def test_sweep_seeds_is_refused_where_there_is_no_sweep_or_no_run(tmp_path, capsys):
+    from hetsync.cli import main
+
+    assert main(["bench", "capacity", "--sweep-seeds", "2", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "bench capacity has no sweep; --sweep-seeds is for peers and heterogeneous" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["bench", "peers", "--sweep-seeds", "0", "--out", str(tmp_path / "b")]) == 2
+    assert "--sweep-seeds must be at least 1 (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_importing_the_cli_loads_neither_matplotlib_nor_the_bench():
     code = ("import sys, hetsync.cli; hetsync.cli.build_parser(); "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'matplotlib' "
