@@ -203,7 +203,7 @@ def _per_seed_times(b: Bench, a: str, over: str) -> str:
                      for seed in range(b.budget.seeds))
 
 
-def _time_split(summary: dict, target: float) -> str:
+def _samples_line(summary: dict, target: float) -> str:
     """Samples trained to the target beside the throughput: time to target is the samples it
     takes over the rate they come at, so bsp_uniform / ssp_idpa is SSP+IDPA's lead in
     throughput less what staleness costs it in samples (only roughly their product: the rate
@@ -233,7 +233,7 @@ def _report(b: Bench, summary: dict) -> str:
             f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa')}); bsp_idpa / ssp_idpa = "
             f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])} (per seed: "
             f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n"
-            + _time_split(summary, b.budget.target)
+            + _samples_line(summary, b.budget.target)
             + "\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"
                + b.table(f"{MAIN}, {INTERFERENCE}") + "\n")

@@ -230,9 +230,10 @@ def _is_snapshot_dir(path: Path) -> bool:
         return False
 
 
-def prepare_out(cfg, num_params: int) -> Checkpoint | None:
+def prepare_out(cfg, num_params: int, loaded: dict | None = None) -> Checkpoint | None:
     """Settle the output folder before any work: the checkpoint to resume from, a fresh start,
-    or a refusal that leaves another run's files untouched."""
+    or a refusal that leaves another run's files untouched. `loaded`: the checkpoint file's
+    contents where the caller has read them already."""
     out = cfg.output.out_dir
     if out is None:
         return None
@@ -240,7 +241,7 @@ def prepare_out(cfg, num_params: int) -> Checkpoint | None:
         raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
     if cfg.faults.resume is not None:
         check_resumable(out)
-        ckpt = load_checkpoint(out, cfg, num_params)
+        ckpt = load_checkpoint(out, cfg, num_params, loaded)
         forget_snapshots(out, ckpt.unevaluated)
         return ckpt
     board = Path(cfg.output.tensorboard) if cfg.output.tensorboard else None
@@ -296,11 +297,11 @@ def check_resumable(out_dir: Path) -> None:
                           "(checkpoints need --out and --checkpoint-every)")
 
 
-def load_checkpoint(out_dir: Path, cfg, num_params: int) -> Checkpoint:
+def load_checkpoint(out_dir: Path, cfg, num_params: int, loaded: dict | None = None) -> Checkpoint:
     """The checkpoint in `out_dir`, refused with a one-line error when it is corrupt or from a
     run with other settings or another model (`check_resumable` refuses a missing one)."""
     path = out_dir / CHECKPOINT_FILE  # there is one: `check_resumable` ran before
-    raw = load_weights(path)
+    raw = load_weights(path) if loaded is None else loaded
     try:
         ckpt = Checkpoint(**raw)
         ckpt.iterations  # noqa: B018  (a checkpoint without server state is corrupt)

@@ -70,12 +70,14 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
     cfg = config if config is not None else TrainConfig.from_flat(**settings)
     tr = cfg.training
     check_tensorboard(cfg.output.tensorboard, cfg.output.overwrite, cfg.faults.resume is not None)
+    loaded = None  # the checkpoint's contents, if read before the data
     if cfg.faults.resume is not None and cfg.output.out_dir is not None:
         check_resumable(cfg.output.out_dir)
         if stored_config(cfg.output.out_dir) is None:
             # No saved settings: the run's flags come from the command line, and a corrupt
-            # checkpoint must be the error reported, not the first flag the defaults lack.
-            load_weights(cfg.output.out_dir / CHECKPOINT_FILE)
+            # checkpoint must be the error reported, not the first flag the defaults lack;
+            # read once, checked against the run in prepare_out
+            loaded = load_weights(cfg.output.out_dir / CHECKPOINT_FILE)
     train_data, val_data = load_dataset(cfg)
     shard = len(train_data) // tr.workers
     if tr.batch_size > shard:
@@ -84,7 +86,7 @@ def train(config: TrainConfig | None = None, **settings: Any) -> TrainResult:
                           "workers")
     factory = resolve_model(tr.model, train_data.sample_shape, train_data.classes)
     model = build_model(factory, tr.seed)
-    resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()))
+    resume = prepare_out(cfg, sum(p.numel() for p in model.parameters()), loaded)
     stored = cfg.output.out_dir / "calibration.json" if cfg.output.out_dir else None
     if resume is not None and stored.exists() and not cfg.emulation.calibration:
         # the resumed half emulates the cluster the saved half did
