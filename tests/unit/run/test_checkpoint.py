@@ -120,6 +120,19 @@ def test_a_checkpoint_from_other_settings_or_another_model_is_refused(tmp_path):
         load_checkpoint(tmp_path, saved, 11)
 
 
+def test_contents_read_before_are_checked_as_the_file_would_be(tmp_path):
+    """A resume without config.json reads its checkpoint before the data (so that a corrupt
+    one is the error reported) and hands the contents on instead of reading them again."""
+    from hetsync.run.checkpoint import load_weights
+
+    saved = TrainConfig.from_flat(dataset="synthetic", workers=4, lr=0.02, out=str(tmp_path))
+    _checkpoint(saved).save(tmp_path)
+    read = load_weights(tmp_path / CHECKPOINT_FILE)
+    assert load_checkpoint(tmp_path, saved, 10, read).iterations == 40
+    with pytest.raises(ConfigError, match="holds 10 parameters; this model has 11"):
+        load_checkpoint(tmp_path, saved, 11, read)
+
+
 def test_a_corrupt_or_foreign_checkpoint_is_refused(tmp_path):
     cfg = TrainConfig.from_flat(dataset="synthetic", out=str(tmp_path))
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
