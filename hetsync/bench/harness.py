@@ -266,7 +266,8 @@ class Bench:
     def header(self, title: str) -> str:
         """The report's title and its provenance: command, date, machine, versions, budget and
         --config settings (test_docs checks that every committed report names its command)."""
-        command = f"hetsync bench {self.suite}{' --quick' if self.quick else ''}"
+        command = (f"hetsync bench {self.suite}{' --quick' if self.quick else ''}"
+                   + (f" --sweep-seeds {self.sweep_seeds}" if self.sweep_seeds > 1 else ""))
         return (f"# {title}\n\nMeasured by `{command}` on {time.strftime('%Y-%m-%d')}: "
                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                 f"Python {platform.python_version()}, torch {torch.__version__}, "

@@ -91,6 +91,9 @@ def test_the_file_settings_reach_every_run_under_the_runs_own(tmp_path):
     with pytest.warns(UserWarning, match="some runs set lr = 0.1 themselves, over --config's"):
         assert b.config(lr=0.1, update="agwu").update.lr == 0.1
     assert "run settings from --config: lr = 0.05" in b.header("t")
+    assert "Measured by `hetsync bench heterogeneous --quick` on" in b.header("t")
+    two = _bench("heterogeneous", tmp_path, None, quick=True, settings=settings, sweep_seeds=2)
+    assert "Measured by `hetsync bench heterogeneous --quick --sweep-seeds 2` on" in two.header("t")
     one = base_config(_bench("overhead", tmp_path, None, quick=True, settings=settings))
     assert (one.training.workers, one.training.iterations, one.update.lr) == (1, 200, 0.05)
 
