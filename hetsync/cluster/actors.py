@@ -204,14 +204,16 @@ class ServerActor:
         with self.lock:
             return self.ps.snapshot()
 
-    async def state_dict(self) -> dict:
-        """This process's part of a checkpoint, `{allocator, server}`, taken under one hold of
-        the lock."""
+    async def checkpoint_state(self) -> tuple[dict, list[Snapshot]]:
+        """This process's part of a checkpoint, `{allocator, server}`, and the snapshots taken
+        since the last poll, under one hold of the lock: a snapshot taken after that poll is
+        behind the state's next one, so a resume would never take it again."""
         # The allocator first: data handed out after its state was taken is handed out again
         # on resume (trained twice at worst), where the other order could skip samples.
         with self.lock:
             allocator = self.allocator.state_dict() if self.allocator is not None else None
-            return {"allocator": allocator, "server": self.ps.state_dict()}
+            return {"allocator": allocator, "server": self.ps.state_dict()}, \
+                self.ps.take_snapshots()
 
     # ------------------------------------------------------------------ the data allocator
     async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:

@@ -121,12 +121,13 @@ class ServerHandle:
         return merge_snapshots(self._all(lambda a: a.final.remote(),
                                          "fetching the final weights"))
 
-    def state_dict(self) -> dict:
-        """{"allocator": ..., "server": ...}, for a checkpoint: one state, whatever the
-        number of shards."""
-        parts = self._all(lambda a: a.state_dict.remote(), "saving the server's state")
-        return {"allocator": parts[0]["allocator"],
-                "server": merge_states([p["server"] for p in parts])}
+    def checkpoint_state(self) -> tuple[dict, list[Snapshot]]:
+        """({"allocator": ..., "server": ...}, the snapshots taken since the last poll), for a
+        checkpoint: one state, whatever the number of shards."""
+        parts = self._all(lambda a: a.checkpoint_state.remote(), "saving the server's state")
+        state = {"allocator": parts[0][0]["allocator"],
+                 "server": merge_states([p[0]["server"] for p in parts])}
+        return state, self.snapshots.add([p[1] for p in parts])
 
     def lose(self, worker: int) -> None:
         """A worker's process died: on every shard it holds no one back and its tickets return,

@@ -310,10 +310,13 @@ class Driver:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> None:
+        state, snapshots = self.server.checkpoint_state()
+        elapsed = time.time() - self.t0  # where a resumed run's clock goes on from
+        self.evaluation.add(snapshots)
         # The evaluations so far go into the checkpoint's metrics; deferred ones are not run
         # now (that would take CPU from training) but kept in the checkpoint.
         self._log_evaluations(block=not self.evaluation.deferred)
-        ckpt = Checkpoint.of_run(self.cfg, self.server.state_dict(), time.time() - self.t0,
+        ckpt = Checkpoint.of_run(self.cfg, state, elapsed,
                                  len(self.log.records) + 1, self.evaluation.best,
                                  self.evaluation.time_to_target,
                                  keep_snapshots(self.evaluation.unevaluated(), self.t0,

@@ -40,6 +40,10 @@ class FakeServer:
     def poll(self, since):
         return self.status(), self.ps.take_snapshots(), self.allocator.changes[since:]
 
+    def checkpoint_state(self):
+        return {"allocator": self.allocator.state_dict(), "server": self.ps.state_dict()}, \
+            self.ps.take_snapshots()
+
     def lose(self, worker):
         self.lost.append(worker)
         self.ps.leave(worker)
@@ -83,7 +87,7 @@ class FakePool:
         pass
 
 
-def _drive(tmp_path, dies=(), writer=None, **settings):
+def _drive(tmp_path, dies=(), writer=None, server_type=FakeServer, **settings):
     cfg = TrainConfig.from_flat(dataset="synthetic", synthetic_samples=256, batch_size=16,
                                 iterations=40, eval_every=10, workers=3, sync="asp",
                                 progress=False, **settings)
@@ -94,7 +98,7 @@ def _drive(tmp_path, dies=(), writer=None, **settings):
     log = MetricsLog(None, listener=scalars.record if scalars else None)
     evaluation = EvaluationQueue(Evaluator(factory, val_data), 0.5, deferred=False)
     driver = Driver(cfg, EmulatedCluster(None, None, ()), log, Progress(40, enabled=False),
-                    evaluation, None, server_type=FakeServer,
+                    evaluation, None, server_type=server_type,
                     pool_factory=lambda *args: pool, scalars=scalars)
     driver.start(factory, build_model(factory, 0), train_data)
     summary, final = driver.drive()
@@ -113,6 +117,24 @@ def test_the_driver_spends_the_budget_and_reports_every_evaluation(tmp_path):
     initial = params_to_vector(build_model(resolve_model("lenet5", (1, 28, 28), 10), 0))
     assert not np.array_equal(final.weights, initial)
     assert summary["config"]["consistency"]["sync"] == "asp"
+
+
+class SnapshotsAfterEachPoll(FakeServer):
+    """A server whose snapshots are all taken just after the driver's poll reads it."""
+
+    def poll(self, since):
+        return self.status(), [], self.allocator.changes[since:]
+
+
+def test_snapshots_taken_after_the_last_poll_go_into_the_checkpoint(tmp_path):
+    """The checkpoint's state is past them (a resume never takes them again): they come with
+    it, and are evaluated before it is announced."""
+    _, _, driver, _, log = _drive(tmp_path, server_type=SnapshotsAfterEachPoll,
+                                  out=str(tmp_path), checkpoint_every=20)
+    kinds = [(r["kind"], r["iterations"]) for r in log.records if r["kind"] != "final"]
+    assert kinds == [("eval", 10), ("eval", 20), ("eval", 30), ("eval", 40),
+                     ("checkpoint", 40)]
+    assert driver.checkpoint.metrics_lines == len(kinds)
 
 
 def test_a_lost_worker_is_removed_then_restarted_and_the_budget_still_completes(tmp_path):
