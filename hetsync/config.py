@@ -177,6 +177,9 @@ class UpdateConfig:
     local_steps: int = setting(8, "AGWU: local steps between pushes")
     gamma: float = setting(0.9, "AGWU: attenuation of a push that is lag versions stale, "
                                 "gamma**lag")
+    delay_compensation: float = setting(
+        0.0, "sgd under SSP and ASP: DC-ASGD's correction of a stale gradient, "
+             "g + lambda*g*g*(w - w_pulled) with lambda = this / sqrt(mean square of g); 0: off")
 
     def __post_init__(self) -> None:
         _need(self.rule in UPDATES,
@@ -189,6 +192,10 @@ class UpdateConfig:
               f"{', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         _positive_int(self.local_steps, "--local-steps")
         _need(0 < self.gamma <= 1, f"--gamma must be in (0, 1] (got {self.gamma})")
+        _need(isinstance(self.delay_compensation, (int, float))
+              and math.isfinite(self.delay_compensation) and self.delay_compensation >= 0,
+              f"--delay-compensation must be a finite number >= 0 "
+              f"(got {self.delay_compensation})")
 
 
 @dataclass(frozen=True)

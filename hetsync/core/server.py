@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hetsync.core.consistency import ConsistencyController, Membership
-from hetsync.core.updates import AgwuRule, LrSchedule, SgdRule
+from hetsync.core.updates import AgwuRule, DelayCompensation, LrSchedule, SgdRule
 from hetsync.core.wire import Contribution, Reply, Snapshot, Status, weighted_mean
 
 
@@ -98,12 +98,16 @@ class ParameterServer:
                  lr: float, momentum: float, batch_size: int, iterations: int,
                  eval_every: int, buffers: np.ndarray | None = None, lease: int = 2,
                  update: str = "sgd", gamma: float = 0.9, steps_per_push: int = 1,
-                 lr_schedule: str = "constant", members: Membership | None = None):
+                 lr_schedule: str = "constant", members: Membership | None = None,
+                 delay_compensation: float = 0.0):
         self.w = torch.from_numpy(np.array(weights, dtype=np.float32))  # updated in place
         self.buffers = None if buffers is None else np.array(buffers, dtype=np.float32)
         self.schedule = LrSchedule(lr, iterations, lr_schedule)
         self.rule = (SgdRule(self.w, self.schedule, momentum, batch_size) if update == "sgd"
                      else AgwuRule(self.w, gamma))
+        # DC-ASGD's correction of stale gradients (`DelayCompensation`); BSP's are never stale
+        self.compensation = (DelayCompensation(self.w, delay_compensation)
+                             if delay_compensation and update == "sgd" and not barrier else None)
         self.steps_per_push = steps_per_push  # gradients a push spends: tickets move in these units
         self.consistency = ConsistencyController(members or Membership(workers), bound)
         self.barrier = barrier
@@ -152,6 +156,8 @@ class ParameterServer:
     def leave(self, worker: int) -> None:
         """A worker finished or died: it holds no one back, and its tickets come back."""
         self.consistency.leave(worker)
+        if self.compensation is not None:
+            self.compensation.forget(worker)
         self.budget.give_back(self.tickets.pop(worker, 0))
         self._maybe_close_round()
 
@@ -171,7 +177,9 @@ class ParameterServer:
             self._maybe_close_round()
             return
         self._record(worker, c)
-        self.rule.apply(c.payload, c.samples, self.version - c.base_version, worker, c.accuracy,
+        payload = c.payload if self.compensation is None else self.compensation.correct(
+            c.payload, worker, c.base_version, self.version)
+        self.rule.apply(payload, c.samples, self.version - c.base_version, worker, c.accuracy,
                         self.consistency.live)
         if c.buffers is not None:
             self.buffers = np.array(c.buffers, dtype=np.float32)
@@ -218,6 +226,7 @@ class ParameterServer:
             "consistency": self.consistency.state_dict(),
             "stats": self.stats.state_dict(),
             "next_snapshot": self._next_snapshot,
+            "compensation": None if self.compensation is None else self.compensation.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -232,12 +241,16 @@ class ParameterServer:
         self.consistency.load_state_dict(state["consistency"])
         self.stats = StalenessStats.from_state(state["stats"])
         self._next_snapshot = state["next_snapshot"]
+        if self.compensation is not None and state.get("compensation") is not None:
+            self.compensation.load_state_dict(state["compensation"])
 
     # ------------------------------------------------------------------ reads
     def _reply(self, worker: int, want: int, clock: int, copy: bool = True) -> Reply:
         granted = self.budget.grant(want)
         self.tickets[worker] += granted
         weights = self.weights() if copy else self.w.detach().numpy()
+        if self.compensation is not None:
+            self.compensation.replied(worker, self.version)
         return Reply(weights, self.buffers, self.version, self.consistency.min_clock(), granted,
                      clock, self.schedule.at(self.applied))
 

@@ -23,7 +23,8 @@ import torch
 from hetsync.core.wire import Reply, Snapshot
 from hetsync.errors import ConfigError
 
-SLICED_RULE_STATE = ("momentum_buffer",)  # rule state that is one value per parameter
+# the server state's sections that hold one value per parameter, and their keys
+SLICED_STATE = {"rule": ("momentum_buffer",), "compensation": ("mean_square",)}
 
 
 def shard_ranges(params: int, shards: int) -> list[tuple[int, int]]:
@@ -38,11 +39,15 @@ def merge_states(states: list[dict]) -> dict:
     """One server state from the shards' (shard 0's counters, every range's values)."""
     merged = dict(states[0])
     merged["weights"] = torch.cat([s["weights"] for s in states])
-    merged["rule"] = dict(states[0]["rule"])
-    for key in SLICED_RULE_STATE:
-        if key in merged["rule"]:
-            parts = [s["rule"][key] for s in states]
-            merged["rule"][key] = None if any(p is None for p in parts) else torch.cat(parts)
+    for section in SLICED_STATE:
+        if merged.get(section) is None:
+            continue
+        merged[section] = dict(states[0][section])
+        for key in SLICED_STATE[section]:
+            if key in merged[section]:
+                parts = [s[section][key] for s in states]
+                merged[section][key] = (None if any(p is None for p in parts)
+                                        else torch.cat(parts))
     return merged
 
 
@@ -51,10 +56,13 @@ def split_state(state: dict, ranges: list[tuple[int, int]]) -> list[dict]:
     out = []
     for k, (lo, hi) in enumerate(ranges):
         part: dict[str, Any] = dict(state, weights=state["weights"][lo:hi].clone())
-        part["rule"] = dict(state["rule"])
-        for key in SLICED_RULE_STATE:
-            if part["rule"].get(key) is not None:
-                part["rule"][key] = state["rule"][key][lo:hi].clone()
+        for section in SLICED_STATE:
+            if state.get(section) is None:
+                continue
+            part[section] = dict(state[section])
+            for key in SLICED_STATE[section]:
+                if part[section].get(key) is not None:
+                    part[section][key] = state[section][key][lo:hi].clone()
         if k:
             part["buffers"] = None  # the model's buffers live on shard 0
         out.append(part)

@@ -137,6 +137,62 @@ class SgdRule:
         self.done += gradients
 
 
+class DelayCompensation:
+    """DC-ASGD-a (Zheng et al., ICML 2017, arXiv:1609.08326): a gradient g computed on the
+    weights w_p a worker pulled, `lag` versions before the weights w it is applied to, is moved
+    toward the gradient at w by the first-order Taylor term, the Hessian approximated by
+    lambda * g * g (the diagonal of the gradient's outer product): g + lambda_t * g * g * (w - w_p),
+    with lambda_t = strength / sqrt(MS + eps) per coordinate, MS the running mean square of the
+    gradients (decay 0.95), so that one strength serves every layer. SGD on stale gradients
+    needs more samples than on fresh ones; this gives part of them back at the cost of one
+    copy of the weights per worker and a few passes over the weights per push.
+
+    A gradient whose base is not the worker's last pulled weights (a push computed while the
+    previous one travelled, a worker that rejoined) goes through uncorrected."""
+
+    DECAY, EPS = 0.95, 1e-7
+
+    def __init__(self, w: torch.Tensor, strength: float):
+        self.w, self.strength = w, strength
+        self.mean_square = torch.zeros_like(w)
+        self.pulled: dict[int, tuple[int, torch.Tensor]] = {}  # worker: (version, weights)
+        self._out = torch.empty_like(w)
+        self._scale = torch.empty_like(w)
+
+    def replied(self, worker: int, version: int) -> None:
+        """`worker` was sent the weights of `version`: its next gradient is computed on them."""
+        kept = self.pulled.get(worker)
+        copy = kept[1] if kept is not None else torch.empty_like(self.w)
+        copy.copy_(self.w)
+        self.pulled[worker] = (version, copy)
+
+    def forget(self, worker: int) -> None:
+        """`worker` left: its copy goes."""
+        self.pulled.pop(worker, None)
+
+    def correct(self, payload: np.ndarray, worker: int, base_version: int,
+                version: int) -> np.ndarray:
+        """The gradient `payload`, computed on `base_version`, corrected for the weights of
+        `version`; every gradient enters the mean square, a fresh one leaves unchanged."""
+        g = read_only(payload)
+        self.mean_square.mul_(self.DECAY).addcmul_(g, g, value=1 - self.DECAY)
+        kept = self.pulled.get(worker)
+        if base_version == version or kept is None or kept[0] != base_version:
+            return payload
+        out = torch.sub(self.w, kept[1], out=self._out).mul_(g).mul_(g)
+        scale = torch.sqrt(self.mean_square, out=self._scale).add_(self.EPS)
+        return torch.addcdiv(g, out, scale, value=self.strength, out=out).numpy()
+
+    def state_dict(self) -> dict:
+        """The mean square (the pulled copies are not kept: a resumed server replies to every
+        worker before it pushes)."""
+        return {"mean_square": self.mean_square.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict`."""
+        self.mean_square.copy_(state["mean_square"])
+
+
 class AgwuRule:
     """AGWU's merge (module docstring): a replica pulls the weights toward it by gamma**lag * b_j
     on arrival; under BSP the round's replicas are averaged by b_j."""

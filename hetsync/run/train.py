@@ -155,7 +155,7 @@ def server_arguments(cfg: TrainConfig, model: nn.Module, samples: int,
                     batch_size=tr.batch_size, iterations=tr.iterations,
                     eval_every=cfg.output.eval_every, update=up.rule, gamma=up.gamma,
                     steps_per_push=max(1, policy.local_steps), lr_schedule=up.lr_schedule,
-                    lease=2 * policy.gradients),
+                    lease=2 * policy.gradients, delay_compensation=up.delay_compensation),
         allocation=dict(n_samples=samples, workers=tr.workers, batch_size=tr.batch_size,
                         mode=cfg.allocation.mode, seed=tr.seed),
         shards=cfg.cluster.server_shards)
