@@ -449,6 +449,10 @@ class TrainConfig:
             _need(not self.output.overwrite, "--resume and --overwrite exclude each other")
             object.__setattr__(self, "output", replace(self.output, out=resume))
         self.gpus  # noqa: B018  (validates --device against --worker-gpus)
+        _need(not self.update.delay_compensation or (
+            self.update.rule == "sgd" and self.consistency.sync != "bsp"),
+            "--delay-compensation corrects stale gradients: it needs --update sgd and --sync "
+            "ssp or asp")
         _need(self.faults.server_kill is None or (
             self.output.out and self.faults.checkpoint_every > 0),
             "--kill-server needs --out and --checkpoint-every: a lost server restarts from "

@@ -10,6 +10,8 @@
   is the number of global versions since the worker pulled and b_j = acc_j / sum(acc) over the
   latest accuracies of the live workers (1/N until every worker has reported one). Under BSP
   the round's replicas are averaged with the weights b_j instead.
+- `DelayCompensation` (`--delay-compensation`, with `sgd` under SSP or ASP): DC-ASGD's
+  correction of a stale gradient before the SGD rule applies it.
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ from hetsync.core.wire import Contribution, Reply, Snapshot
 from hetsync.errors import ConfigError
 
 
-def _servers(weights, shards, workers, barrier, bound, momentum=0.5):
+def _servers(weights, shards, workers, barrier, bound, momentum=0.5, compensation=0.0):
     return [ParameterServer(weights=weights[lo:hi], workers=workers, bound=bound,
                             barrier=barrier, lr=0.1, momentum=momentum, batch_size=8,
-                            iterations=10**6, eval_every=10**6)
+                            iterations=10**6, eval_every=10**6,
+                            delay_compensation=compensation)
             for lo, hi in shard_ranges(len(weights), shards)]
 
 
@@ -61,28 +62,40 @@ def test_bsp_on_shards_equals_one_server_step_for_step_whatever_the_arrival_orde
 
 
 def test_a_merged_state_is_the_unsharded_state_and_splits_back():
+    """With delay compensation too: its mean square is one value per parameter, and stale
+    pushes (worker 1 pulls once) are corrected range by range as on one server."""
     rng = np.random.default_rng(1)
     w0 = rng.standard_normal(20).astype(np.float32)
-    one = _servers(w0, 1, 1, barrier=False, bound=None)[0]
-    shards = _servers(w0, 2, 1, barrier=False, bound=None)
+    one = _servers(w0, 1, 2, barrier=False, bound=None, compensation=4.0)[0]
+    shards = _servers(w0, 2, 2, barrier=False, bound=None, compensation=4.0)
     ranges = shard_ranges(20, 2)
     for ps in [one, *shards]:
-        ps.join(0)
+        for worker in (0, 1):
+            ps.join(worker)
     for clock in range(3):
-        g = rng.standard_normal(20).astype(np.float32)
-        one.submit(0, Contribution(clock, clock, g, 8, 1.0))
-        for ps, (lo, hi) in zip(shards, ranges, strict=True):
-            ps.submit(0, Contribution(clock, clock, g[lo:hi], 8, 1.0))
+        for worker in (0, 1):
+            g = rng.standard_normal(20).astype(np.float32)
+            base = 2 * clock if worker == 0 else 0  # worker 1 on what it joined with: stale
+            one.submit(worker, Contribution(clock, base, g, 8, 1.0))
+            for ps, (lo, hi) in zip(shards, ranges, strict=True):
+                ps.submit(worker, Contribution(clock, base, g[lo:hi], 8, 1.0))
+        for ps in [one, *shards]:
+            ps.reply(0)  # worker 0 pulls after each of its pushes
     merged = merge_states([ps.state_dict() for ps in shards])
     expected = one.state_dict()
-    assert torch.equal(merged["weights"], expected["weights"])
+    np.testing.assert_allclose(merged["weights"], expected["weights"], rtol=1e-6)
     assert torch.equal(merged["rule"]["momentum_buffer"], expected["rule"]["momentum_buffer"])
-    assert merged["version"] == expected["version"] == 3
+    torch.testing.assert_close(merged["compensation"]["mean_square"],
+                               expected["compensation"]["mean_square"])
+    assert merged["version"] == expected["version"] == 6
     # and a run resumes on another number of shards from it
-    again = _servers(np.zeros(20, np.float32), 2, 1, barrier=False, bound=None)
+    again = _servers(np.zeros(20, np.float32), 2, 2, barrier=False, bound=None,
+                     compensation=4.0)
     for ps, part in zip(again, split_state(expected, ranges), strict=True):
         ps.load_state_dict(part)
     assert np.array_equal(np.concatenate([ps.weights() for ps in again]), one.weights())
+    assert torch.equal(torch.cat([ps.compensation.mean_square for ps in again]),
+                       one.compensation.mean_square)
 
 
 def test_merged_replies_take_every_range_and_the_smallest_min_clock():
