@@ -176,13 +176,13 @@ def test_delay_compensation_brings_a_stale_gradient_nearer_the_fresh_one():
     current weights than the stale one is."""
     from hetsync.core.updates import DelayCompensation
 
-    # f(w) = sum(exp(w)): g = exp(w), Hessian diagonal exp(w) = g for w near 0 (scale-free
-    # in lambda: MS is g*g, so lambda_t * g * g = strength * |g|)
+    # f(w) = sum(exp(w)): g = exp(w), and the Hessian's diagonal is exp(w) = g; with MS =
+    # g*g, lambda_t * g * g = strength * |g|, the Hessian itself at strength 1
     w = torch.full((4,), 0.1)
     dc = DelayCompensation(w, strength=1.0)
     dc.replied(0, version=0)
     stale = torch.exp(w).numpy().copy()
-    dc.mean_square.copy_(torch.from_numpy(stale) ** 2 / 0.05)  # MS as if g had always been g
+    dc.mean_square.copy_(torch.from_numpy(stale) ** 2)  # as if g had always been g: MS = g*g
     w.sub_(0.2)
     fresh = torch.exp(w).numpy()
     got = dc.correct(stale, 0, base_version=0, version=1)
