@@ -4,11 +4,10 @@
   backward passes at IDPA's batches, one process per node, no server, no communication, no
   evaluation): the most any training system reaches on this machine, since the emulation
   itself shares its cores;
-- hetsync SSP+IDPA (with DC-ASGD's delay compensation), BSP+uniform, BSP+IDPA and
-  AGWU+IDPA, the plain asynchronous Ray parameter server, and PyTorch DDP with per-rank
-  batches in proportion to speed (the peer a well-read user would pick for unequal nodes),
-  on the same cluster and budget, each with its
-  own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
+- hetsync SSP+IDPA, BSP+uniform, BSP+IDPA and AGWU+IDPA, the plain asynchronous Ray
+  parameter server, and PyTorch DDP with per-rank batches in proportion to speed (the peer
+  a well-read user would pick for unequal nodes), on the same cluster and budget, each with
+  its own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
 Each system is tuned once, then run with every seed of the budget (3 in full mode), seeds
@@ -52,9 +51,9 @@ BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 3))  # (quick, full)
 MAIN = "speeds 1,1,2,4"
 RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run (and the ceiling)
 CONFIGS = {
-    # DC-ASGD's correction (`DelayCompensation`): off by default, as it costs the server about
-    # five times the update; here it saved SSP+IDPA about a tenth of its samples (8 seeds)
-    "ssp_idpa": dict(sync="ssp", staleness=3, allocation="idpa", delay_compensation=4.0),
+    # Without DC-ASGD's correction (--delay-compensation): over 28 seeds here it saved SSP+IDPA
+    # 2-6% of its samples and cost it 1-4% of its throughput (docs/consistency.md)
+    "ssp_idpa": dict(sync="ssp", staleness=3, allocation="idpa"),
     "bsp_uniform": dict(sync="bsp", allocation="uniform"),
     "bsp_idpa": dict(sync="bsp", allocation="idpa"),
     "agwu_idpa": dict(sync="ssp", staleness=3, allocation="idpa", update="agwu",
