@@ -124,10 +124,11 @@ class ServerHandle:
     def checkpoint_state(self) -> tuple[dict, list[Snapshot]]:
         """({"allocator": ..., "server": ...}, the snapshots taken since the last poll), for a
         checkpoint: one state, whatever the number of shards."""
-        parts = self._all(lambda a: a.checkpoint_state.remote(), "saving the server's state")
-        state = {"allocator": parts[0][0]["allocator"],
-                 "server": merge_states([p[0]["server"] for p in parts])}
-        return state, self.snapshots.add([p[1] for p in parts])
+        states, snapshots = zip(*self._all(lambda a: a.checkpoint_state.remote(),
+                                           "saving the server's state"), strict=True)
+        state = {"allocator": states[0]["allocator"],
+                 "server": merge_states([s["server"] for s in states])}
+        return state, self.snapshots.add(list(snapshots))
 
     def lose(self, worker: int) -> None:
         """A worker's process died: on every shard it holds no one back and its tickets return,

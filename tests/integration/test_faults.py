@@ -68,9 +68,9 @@ def test_a_killed_server_restarts_from_the_last_checkpoint(ray_local, tmp_path, 
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "summary.json").exists()
 
 
-def _cli(*args):
+def _cli(*args, iterations=1500):
     return [sys.executable, "-m", "hetsync.cli", "train", "--quiet", "--dataset", "synthetic",
-            "--synthetic-samples", "1024", "--batch-size", "32", "--iterations", "1500",
+            "--synthetic-samples", "1024", "--batch-size", "32", "--iterations", str(iterations),
             "--eval-every", "50", "--workers", "2", "--checkpoint-every", "200", *args]
 
 
@@ -216,7 +216,7 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(ray_local, tmp_path, sma
 def test_an_interrupted_run_says_how_to_resume_and_resumes_from_its_folder_alone(tmp_path):
     out = tmp_path / "run"
     # a longer budget than the others: 1500 iterations once ended before the Ctrl-C came
-    proc = subprocess.Popen(_cli("--out", str(out), "--iterations", "4000"),
+    proc = subprocess.Popen(_cli("--out", str(out), iterations=4000),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:  # Ctrl-C once the first checkpoint is saved
         deadline = time.time() + 120
