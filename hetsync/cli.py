@@ -92,10 +92,10 @@ def _bench_parser(sub) -> None:
                         "7.5 min, peers 14 min, with their sweeps)")
     p.add_argument("--config", metavar="FILE", help="read the suite's run settings from this "
                    "TOML file (sections as in --print-config)")
-    p.add_argument("--sweep-seeds", type=int, default=1, metavar="N",
+    p.add_argument("--sweep-seeds", type=int, default=None, metavar="N",
                    help="peers, heterogeneous: runs of the full budget per point of the lr and "
                         "momentum sweep, on seeds 1000, 1001, ...; a point is ranked by its "
-                        "worst run (default: 1)")
+                        "worst run (default: 2, with --quick 1)")
     p.add_argument("--print-config", action="store_true",
                    help="print the run settings the suite's runs start from as TOML and stop "
                         "(feed them back with --config)")

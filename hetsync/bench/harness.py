@@ -48,6 +48,10 @@ SWEEP_QUICK = ((0.01, 0.03, 0.1), (0.5,))
 # chosen on the initial weights and data order it is then measured on.
 SWEEP_SEED = 1000
 SWEPT_SUITES = ("peers", "heterogeneous")  # the suites that call Bench.tune
+# Runs per sweep point when --sweep-seeds is not given: (quick, full). With one run a point,
+# the full peers suite chose lr 0.03, momentum 0.9 for hetsync BSP on seed 1000's 51,200
+# samples, and then 1 of its 9 measured runs reached 0.97 (docs/benchmarks.md, "peers").
+SWEEP_SEEDS = (1, 2)
 # The run settings a suite takes from `hetsync bench SUITE --config FILE` (each suite module
 # names its own as RUN_SETTINGS): what every one of its runs shares. What tells its runs
 # apart (sync, staleness, workers, speeds, allocation, update, seeds) the suite sets itself.
@@ -384,8 +388,11 @@ def suite_settings(suite: str, stored: dict[str, dict[str, Any]]) -> dict[str, A
 
 
 def _bench(suite: str, out: Path, data_dir: str | None, quick: bool,
-           settings: dict[str, Any], sweep_seeds: int = 1) -> Bench:
-    """The suite's Bench: its budget for the mode, with --config's iterations and target."""
+           settings: dict[str, Any], sweep_seeds: int | None = None) -> Bench:
+    """The suite's Bench: its budget for the mode, with --config's iterations and target, and
+    `sweep_seeds` runs per sweep point (None: the mode's `SWEEP_SEEDS` for a swept suite)."""
+    if sweep_seeds is None:
+        sweep_seeds = SWEEP_SEEDS[0 if quick else 1] if suite in SWEPT_SUITES else 1
     budgets = getattr(importlib.import_module(f"hetsync.bench.{suite}"), "BUDGETS", None)
     budget = budgets[0 if quick else 1] if budgets else None
     if budget is not None:
@@ -411,12 +418,14 @@ def suite_toml(suite: str, data_dir: str | None, quick: bool,
 
 
 def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool,
-              settings: dict[str, Any] | None = None, sweep_seeds: int = 1) -> list[Path]:
+              settings: dict[str, Any] | None = None,
+              sweep_seeds: int | None = None) -> list[Path]:
     """Run `hetsync.bench.<suite>` into `out`, its runs starting from `settings` (from
-    `suite_settings`), `sweep_seeds` runs per sweep point; return the files written."""
-    if sweep_seeds < 1:
+    `suite_settings`), `sweep_seeds` runs per sweep point (None: the mode's default);
+    return the files written."""
+    if sweep_seeds is not None and sweep_seeds < 1:
         raise ConfigError(f"--sweep-seeds must be at least 1 (got {sweep_seeds})")
-    if sweep_seeds > 1 and suite not in SWEPT_SUITES:
+    if sweep_seeds is not None and sweep_seeds > 1 and suite not in SWEPT_SUITES:
         raise ConfigError(f"bench {suite} has no sweep; --sweep-seeds is for "
                           f"{' and '.join(SWEPT_SUITES)}")
     if (out / "report.md").exists() or (out / "results.csv").exists():

@@ -268,3 +268,19 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     b.record(het.MAIN, "ddp_proportional", 1, attempt(diverges, None))
     assert "- ddp_proportional: mean throughput / ceiling 0.60x (per seed: 0.600, diverged)" \
            in het._report(b, het.summarize(b, ceiling))
+
+
+def test_a_full_sweep_runs_two_seeds_a_point_unless_told_otherwise(tmp_path):
+    from hetsync.bench.harness import _bench
+
+    def seeds(suite, quick, given=None):
+        return _bench(suite, tmp_path, None, quick=quick, settings={}, sweep_seeds=given)
+
+    assert seeds("heterogeneous", quick=False).sweep_seeds == 2
+    assert seeds("peers", quick=False).sweep_seeds == 2
+    assert seeds("peers", quick=True).sweep_seeds == 1
+    assert seeds("peers", quick=False, given=1).sweep_seeds == 1
+    assert seeds("paper", quick=False).sweep_seeds == 1  # no sweep
+    # the report's command says how many, so that it repeats the run whatever the default
+    header = seeds("peers", quick=False).header("t")
+    assert "Measured by `hetsync bench peers --sweep-seeds 2` on" in header
