@@ -50,7 +50,7 @@ SWEEP_SEED = 1000
 SWEPT_SUITES = ("peers", "heterogeneous")  # the suites that call Bench.tune
 # Runs per sweep point when --sweep-seeds is not given: (quick, full). With one run a point,
 # the full peers suite chose lr 0.03, momentum 0.9 for hetsync BSP on seed 1000's 51,200
-# samples, and then 1 of its 9 measured runs reached 0.97 (docs/benchmarks.md, "peers").
+# samples, and then 1 of its 9 measured runs reached 0.97 (docs/benchmarks-peers-one-sweep-seed/).
 SWEEP_SEEDS = (1, 2)
 # The run settings a suite takes from `hetsync bench SUITE --config FILE` (each suite module
 # names its own as RUN_SETTINGS): what every one of its runs shares. What tells its runs
