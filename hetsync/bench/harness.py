@@ -423,11 +423,12 @@ def run_suite(suite: str, out: Path, data_dir: str | None, quick: bool,
     """Run `hetsync.bench.<suite>` into `out`, its runs starting from `settings` (from
     `suite_settings`), `sweep_seeds` runs per sweep point (None: the mode's default);
     return the files written."""
-    if sweep_seeds is not None and sweep_seeds < 1:
-        raise ConfigError(f"--sweep-seeds must be at least 1 (got {sweep_seeds})")
-    if sweep_seeds is not None and sweep_seeds > 1 and suite not in SWEPT_SUITES:
-        raise ConfigError(f"bench {suite} has no sweep; --sweep-seeds is for "
-                          f"{' and '.join(SWEPT_SUITES)}")
+    if sweep_seeds is not None:  # given: checked here; not given, `_bench` takes the default
+        if sweep_seeds < 1:
+            raise ConfigError(f"--sweep-seeds must be at least 1 (got {sweep_seeds})")
+        if sweep_seeds > 1 and suite not in SWEPT_SUITES:
+            raise ConfigError(f"bench {suite} has no sweep; --sweep-seeds is for "
+                              f"{' and '.join(SWEPT_SUITES)}")
     if (out / "report.md").exists() or (out / "results.csv").exists():
         raise ConfigError(f"--out {out} holds earlier benchmark results; choose another folder")
     try:
