@@ -216,11 +216,11 @@ class ServerActor:
                 self.ps.take_snapshots()
 
     # ------------------------------------------------------------------ the data allocator
-    async def next_chunk(self, worker: int, samples: int, seconds: float) -> Chunk:
-        """Record `worker`'s speed (`samples` computed in `seconds` since its last request; IDPA
-        may rebalance on it), then hand it its next chunk."""
+    async def next_chunk(self, worker: int, samples: int, seconds: float, timed: int) -> Chunk:
+        """Record what `worker` consumed since its last request and its speed (`timed` samples
+        in `seconds`; IDPA may rebalance on it), then hand it its next chunk."""
         with self.lock:
-            self.allocator.report(worker, samples, seconds)
+            self.allocator.report(worker, samples, seconds, timed)
             return self.allocator.next_chunk(worker)
 
     async def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:

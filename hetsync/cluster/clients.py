@@ -96,10 +96,11 @@ class RayAllocatorClient:
         self.handle = handle
         self.timeout_s = timeout_s
 
-    def next_chunk(self, worker: int, samples: int, seconds: float):
-        """Report `samples` computed in `seconds` since the last request and ask for the next
-        chunk, without waiting; returns the reference for `get`."""
-        return self.handle.next_chunk.remote(worker, samples, seconds)
+    def next_chunk(self, worker: int, samples: int, seconds: float, timed: int):
+        """Report `samples` consumed since the last request, `timed` of them computed in
+        `seconds`, and ask for the next chunk, without waiting; returns the reference for
+        `get`."""
+        return self.handle.next_chunk.remote(worker, samples, seconds, timed)
 
     def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
         """Return unconsumed `indices` of `epoch` to the pool; blocks until done (bounded as

@@ -90,9 +90,9 @@ class AllocatorClient(Protocol):
     """What a `ChunkFeed` needs of the data allocator: `next_chunk` returns a handle that `get`
     resolves."""
 
-    def next_chunk(self, worker: int, samples: int, seconds: float) -> Any:
-        """Report `samples` computed in `seconds` since the last request, and ask for the next
-        chunk; returns a handle."""
+    def next_chunk(self, worker: int, samples: int, seconds: float, timed: int) -> Any:
+        """Report `samples` consumed since the last request, `timed` of them computed in
+        `seconds`, and ask for the next chunk; returns a handle."""
 
     def give_back(self, worker: int, indices: np.ndarray, epoch: int) -> None:
         """Return unconsumed `indices` of `epoch` to the pool; blocks until done."""
@@ -131,15 +131,21 @@ class WorkerReport:
 
 class ChunkFeed:
     """The samples allocated to one worker, refilled from the allocator one chunk ahead. Each
-    request carries the worker's measured speed since the previous one."""
+    request carries the worker's measured speed since the previous one.
+
+    The feed's first step is not timed: it carries one-time costs (the first chunk's fetch,
+    the first pass allocating its buffers) and lasted 80-130 ms against 13-50 ms for the
+    steps after it (LeNet-5, speeds 1,1,2,4). Timed, it put the first measured rates at a
+    quarter to a half of the steady ones, and IDPA spent its first 1.8 s rebalancing on them."""
 
     def __init__(self, allocator: AllocatorClient, worker: int):
         self.allocator = allocator
         self.worker = worker
         self.segments: deque[list] = deque()  # [indices, epoch], consumed from the front
         self.batch_size = 0
-        self.samples, self.seconds = 0, 0.0
-        self.pending = allocator.next_chunk(worker, 0, 0.0)
+        self.samples, self.timed, self.seconds = 0, 0, 0.0  # since the last request
+        self.steps = 0
+        self.pending = allocator.next_chunk(worker, 0, 0.0, 0)
 
     def _queued(self) -> int:
         return sum(len(s[0]) for s in self.segments)
@@ -151,8 +157,9 @@ class ChunkFeed:
             chunk = self.allocator.get(self.pending)
             self.segments.append([chunk.indices, chunk.epoch])
             self.batch_size = chunk.batch_size
-            self.pending = self.allocator.next_chunk(self.worker, self.samples, self.seconds)
-            self.samples, self.seconds = 0, 0.0
+            self.pending = self.allocator.next_chunk(self.worker, self.samples, self.seconds,
+                                                     self.timed)
+            self.samples, self.timed, self.seconds = 0, 0, 0.0
         need, out = self.batch_size, []
         while need:
             seg = self.segments[0]
@@ -165,9 +172,12 @@ class ChunkFeed:
 
     def record(self, samples: int, seconds: float) -> None:
         """Add `seconds` of compute for `samples` samples; the sums go with the next chunk
-        request, as the speed IDPA measures."""
+        request, as the speed IDPA measures (the first step's samples only as consumed)."""
         self.samples += samples
-        self.seconds += seconds
+        self.steps += 1
+        if self.steps > 1:
+            self.timed += samples
+            self.seconds += seconds
 
     def close(self) -> None:
         """Hand every sample allocated but not consumed back to the pool."""
@@ -215,8 +225,8 @@ class Worker:
         """One mini-batch: (flat gradient, valid until the next call; batch size; loss;
         accuracy on the batch if asked, else nan). With a pacer, the step lasts its emulated
         duration."""
-        began = time.time()
         idx = self.feed.next_batch()
+        began = time.time()  # waiting for a chunk is not the node's compute
         x, y = self.data.batch(idx)
         x, y = x.to(self.device), y.to(self.device)  # no copy on the CPU
         self.flat.zero_grad()

@@ -36,8 +36,8 @@ class LocalAllocatorClient:
     def __init__(self, allocator):
         self.allocator = allocator
 
-    def next_chunk(self, worker, samples, seconds):
-        self.allocator.report(worker, samples, seconds)
+    def next_chunk(self, worker, samples, seconds, timed):
+        self.allocator.report(worker, samples, seconds, timed)
         return self.allocator.next_chunk(worker)
 
     def give_back(self, worker, indices, epoch):

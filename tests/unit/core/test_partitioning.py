@@ -58,6 +58,32 @@ def test_probe_is_equal_then_shares_follow_measured_speed():
     assert len(a.changes) >= 2 and a.batches[3] < batches[3] / 2
 
 
+def test_chunks_stay_probe_sized_until_every_worker_is_measured():
+    """A chunk's batch holds until the next chunk: the slowest worker must not be handed a
+    full chunk at the probe's equal batch while the others are still being measured."""
+    a = Allocator(10_000, workers=3, batch_size=10, mode="idpa", seed=0, chunk_iterations=8,
+                  probe_iterations=2)
+    a.report(0, samples=20, seconds=0.1)
+    assert len(a.next_chunk(0).indices) == 2 * 10  # worker 0 measured, 1 and 2 not yet
+    a.report(1, samples=20, seconds=0.1)
+    a.report(2, samples=20, seconds=0.4)  # now all are, and the shares follow
+    chunk = a.next_chunk(2)
+    assert chunk.batch_size < 10 and len(chunk.indices) == 8 * chunk.batch_size
+    u = Allocator(10_000, workers=3, batch_size=10, mode="uniform", seed=0,
+                  chunk_iterations=8, probe_iterations=2)
+    u.report(0, samples=20, seconds=0.1)  # uniform: nothing to wait for
+    assert len(u.next_chunk(0).indices) == 8 * 10
+
+
+def test_samples_consumed_untimed_count_as_consumed_not_as_speed():
+    a = Allocator(10_000, workers=1, batch_size=10, mode="idpa", seed=0, probe_iterations=2)
+    first = a.next_chunk(0)
+    a.report(0, samples=20, seconds=0.5, timed=10)  # the first 10 were not timed
+    assert a.rates[0] == 20.0 and not a.outstanding[0]  # 10 / 0.5; the chunk is used up
+    a.report(0, samples=10, seconds=0.0, timed=0)  # nothing timed: no rate
+    assert a.rates[0] == 20.0 and len(first.indices) == 20
+
+
 def test_a_worker_slightly_over_its_share_is_rebalanced():
     """Every clock waits for the slowest worker, so a small worker 12% over its share costs
     12% of the throughput: the allocator must act on that, although the batch moves by

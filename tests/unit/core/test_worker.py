@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hetsync.core.partitioning import Allocator
 from hetsync.core.server import ParameterServer
 from hetsync.core.wire import FlatModel, load_into, params_to_vector
-from hetsync.core.worker import PushPolicy, Worker, run_worker
+from hetsync.core.worker import ChunkFeed, PushPolicy, Worker, run_worker
 from hetsync.data import synthetic
 from hetsync.models import LeNet5, build_model
 from hetsync.run.evaluation import evaluate
@@ -29,6 +29,23 @@ def test_flat_buffers_hold_the_true_gradient():
     np.testing.assert_allclose(flat.grad_vector(), expected, rtol=1e-5, atol=1e-7)
     flat.load(np.zeros_like(flat.grad_vector()))
     assert all(float(p.detach().abs().sum()) == 0 for p in model.parameters())
+
+
+def test_the_feeds_first_step_is_consumed_but_not_timed():
+    """The first step carries one-time costs: its samples leave the pool, its time is not
+    taken for the worker's speed."""
+    alloc = Allocator(1000, workers=1, batch_size=8, mode="idpa", seed=0, probe_iterations=2)
+    feed = ChunkFeed(LocalAllocatorClient(alloc), 0)
+    for seconds in (5.0, 0.1, 0.1, 0.1):  # a slow first step, then steady ones
+        feed.record(len(feed.next_batch()), seconds)
+    feed.next_batch()  # the third chunk's request reports the second chunk's two steps
+    assert alloc.rates[0] == 16 / 0.2 and not alloc.outstanding[0][:-2]
+    feed = ChunkFeed(LocalAllocatorClient(alloc := Allocator(1000, workers=1, batch_size=8,
+                                                             mode="idpa", seed=0)), 0)
+    for seconds in (5.0, 0.1):
+        feed.record(len(feed.next_batch()), seconds)
+    feed.next_batch()
+    assert alloc.rates[0] == 8 / 0.1  # the first chunk: only its second step timed
 
 
 def test_run_worker_spends_exactly_the_budget_and_learns():
