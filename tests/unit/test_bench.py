@@ -151,8 +151,10 @@ def test_every_system_gets_the_best_point_of_the_same_sweep(tmp_path):
         return {"final_val_accuracy": 0.9 + cfg.update.lr, "wall_time_s": 1.0}
 
     assert b.tune("a system", run, workers=2) == {"lr": 0.03, "momentum": 0.5}
-    assert [(lr, m) for lr, m, _, _ in seen] == [(lr, m) for lr in SWEEP_QUICK[0]
+    assert [(lr, m) for lr, m, _, _ in seen] == [(round(step * (1 - m), 10), m)
+                                                 for step in SWEEP_QUICK[0]
                                                  for m in SWEEP_QUICK[1]]
+    assert [lr for lr, _, _, _ in seen] == [0.01, 0.03, 0.1]
     # the suite's budget, on a seed that no measured run takes
     assert {(it, seed) for _, _, it, seed in seen} == {(500, SWEEP_SEED)}
     assert "| **a system** | **0.03** | **0.5** | **not reached** | **not reached** | **0.93** |" \
@@ -176,28 +178,29 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
     # snapshots every 33 iterations of 16 samples: 4000, 4030 and 3990 are one snapshot's
     outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4030, 4.1),
-               (0.01, 0.9): (0.97, 4000, 4.2), (0.03, 0.9): (0.97, 3990, 3.9),
-               (0.1, 0.9): (0.999, None, None)}
+               (0.2, 0.0): (0.97, 4000, 4.2), (0.006, 0.9): (0.97, 3990, 3.9),
+               (0.06, 0.0): (0.97, 3995, 3.8), (0.02, 0.9): (0.999, None, None)}
 
     def run(cfg):
         acc, samples, ttt = outcome.get((cfg.update.lr, cfg.update.momentum), (0.5, None, None))
         return {"final_val_accuracy": acc, "samples_to_target": samples,
                 "time_to_target_s": ttt, "wall_time_s": 10.0}
 
-    assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}  # step 0.06 against 0.1, 0.3
+    # step 0.06 against 0.2; at 0.06, momentum 0 before 0.5 and 0.9
+    assert b.tune("s", run) == {"lr": 0.06, "momentum": 0.0}
     table = b.sweep_table()
-    assert "| **s** | **0.03** | **0.5** | **4030** | **4.1** | **0.97** | **10** |" in table
-    assert "| s | 0.1 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
+    assert "| **s** | **0.06** | **0** | **3995** | **3.8** | **0.97** | **10** |" in table
+    assert "| s | 0.02 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
 
 
 def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
-    """lr 0.03, momentum 0.9 reaches the target first on seed 1000 and not at all on 1001;
+    """lr 0.02, momentum 0.9 reaches the target first on seed 1000 and not at all on 1001;
     lr 0.03, momentum 0.5 reaches it on both, later: the second is chosen."""
     from hetsync.bench.harness import SWEEP, SWEEP_SEED, _bench
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings, sweep_seeds=2)
-    outcome = {(0.03, 0.9, SWEEP_SEED): 2000, (0.03, 0.5, SWEEP_SEED): 6000,
+    outcome = {(0.02, 0.9, SWEEP_SEED): 2000, (0.03, 0.5, SWEEP_SEED): 6000,
                (0.03, 0.5, SWEEP_SEED + 1): 7000}
     seen = []
 
@@ -209,8 +212,8 @@ def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
                 "time_to_target_s": samples and samples / 1000, "wall_time_s": 10.0}
 
     assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
-    assert sorted(seen) == sorted((lr, m, seed) for lr in SWEEP[0] for m in SWEEP[1]
-                                  for seed in (SWEEP_SEED, SWEEP_SEED + 1))
+    assert sorted(seen) == sorted((round(step * (1 - m), 10), m, seed) for step in SWEEP[0]
+                                  for m in SWEEP[1] for seed in (SWEEP_SEED, SWEEP_SEED + 1))
     table = b.sweep_table()
     assert "2 run(s) of the budget per point (seeds from 1000), a point ranked by its worst" \
         in table
