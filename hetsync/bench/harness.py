@@ -183,7 +183,7 @@ class Bench:
         six runs of 3000 iterations reached 0.97 (docs/benchmarks.md)."""
         points = sweep_points(*(SWEEP_QUICK if self.quick else SWEEP), self.settings.get("lr"),
                               self.settings.get("momentum"))
-        if len(points) == 1:  # the --config file fixed both: nothing to choose
+        if len(points) == 1:  # one point (fixed by --config, or quick with lr fixed): no choice
             self.tuned[case] = {"lr": points[0][0], "momentum": points[0][1]}
             return self.tuned[case]
         best: tuple[tuple, dict] | None = None
@@ -316,7 +316,7 @@ def sweep_key(row: dict, lr: float, momentum: float, snapshot_samples: float) ->
     Measured: ranked by time, DDP's sweep chose lr 0.03, momentum 0.9 over 0.03, 0.5 and 0.01,
     0.9, all three at the same snapshot (76800 samples) and 0.2 s apart; its runs on the
     measured seeds then ended at 0.8905 and 0.964."""
-    gentle = -lr / (1 - momentum)
+    gentle = -round(lr / (1 - momentum), 9)  # 0.006 / (1 - 0.9) is 0.06000000000000001
     if row["samples_to_target"] is not None:
         return (1, -round(row["samples_to_target"] / snapshot_samples), gentle)
     return (0, row["final_val_accuracy"] or 0.0, gentle)

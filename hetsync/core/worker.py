@@ -133,9 +133,9 @@ class ChunkFeed:
     """The samples allocated to one worker, refilled from the allocator one chunk ahead. Each
     request carries the worker's measured speed since the previous one.
 
-    The feed's first step is not timed: it carries one-time costs (the first chunk's fetch,
-    the first pass allocating its buffers) and lasted 80-130 ms against 13-50 ms for the
-    steps after it (LeNet-5, speeds 1,1,2,4). Timed, it put the first measured rates at a
+    The feed's first step is not timed: it carries one-time costs (the first pass allocating
+    its buffers). With the wait for its chunk it lasted 80-130 ms against 13-50 ms for the
+    steps after it (LeNet-5, speeds 1,1,2,4); timed, it put the first measured rates at a
     quarter to a half of the steady ones, and IDPA spent its first 1.8 s rebalancing on them."""
 
     def __init__(self, allocator: AllocatorClient, worker: int):

@@ -179,7 +179,7 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
     # snapshots every 33 iterations of 16 samples: 4000, 4030 and 3990 are one snapshot's
     outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4030, 4.1),
                (0.2, 0.0): (0.97, 4000, 4.2), (0.006, 0.9): (0.97, 3990, 3.9),
-               (0.06, 0.0): (0.97, 3995, 3.8), (0.02, 0.9): (0.999, None, None)}
+               (0.06, 0.0): (0.97, 3995, 4.4), (0.02, 0.9): (0.999, None, None)}
 
     def run(cfg):
         acc, samples, ttt = outcome.get((cfg.update.lr, cfg.update.momentum), (0.5, None, None))
@@ -189,8 +189,24 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
     # step 0.06 against 0.2; at 0.06, momentum 0 before 0.5 and 0.9
     assert b.tune("s", run) == {"lr": 0.06, "momentum": 0.0}
     table = b.sweep_table()
-    assert "| **s** | **0.06** | **0** | **3995** | **3.8** | **0.97** | **10** |" in table
+    assert "| **s** | **0.06** | **0** | **3995** | **4.4** | **0.97** | **10** |" in table
     assert "| s | 0.02 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
+
+
+def test_the_sweep_tries_every_momentum_at_the_same_steps():
+    from hetsync.bench.harness import SWEEP, sweep_key, sweep_points
+
+    points = sweep_points(*SWEEP)
+    assert len(points) == 9 and {m for _, m in points} == {0.0, 0.5, 0.9}
+    assert sorted({round(lr / (1 - m), 9) for lr, m in points}) == [0.02, 0.06, 0.2]
+    assert (0.002, 0.9) in points and (0.1, 0.5) in points and (0.2, 0.0) in points
+    # what --config fixes is kept: an lr is tried at every momentum, a momentum at every step
+    assert sweep_points(*SWEEP, lr=0.05) == [(0.05, 0.0), (0.05, 0.5), (0.05, 0.9)]
+    assert sweep_points(*SWEEP, momentum=0.9) == [(0.002, 0.9), (0.006, 0.9), (0.02, 0.9)]
+    assert sweep_points(*SWEEP, lr=0.05, momentum=0.9) == [(0.05, 0.9)]
+    # one step is one step, whatever the float error of lr / (1 - momentum)
+    row = {"samples_to_target": 4000}
+    assert sweep_key(row, 0.006, 0.9, 1000) == sweep_key(row, 0.06, 0.0, 1000)
 
 
 def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):

@@ -80,8 +80,10 @@ def test_samples_consumed_untimed_count_as_consumed_not_as_speed():
     first = a.next_chunk(0)
     a.report(0, samples=20, seconds=0.5, timed=10)  # the first 10 were not timed
     assert a.rates[0] == 20.0 and not a.outstanding[0]  # 10 / 0.5; the chunk is used up
-    a.report(0, samples=10, seconds=0.0, timed=0)  # nothing timed: no rate
-    assert a.rates[0] == 20.0 and len(first.indices) == 20
+    a.next_chunk(0)
+    a.report(0, samples=10, seconds=0.3, timed=0)  # consumed, none timed: no new rate
+    assert a.rates[0] == 20.0 and [len(i) for i, _ in a.outstanding[0]] == [80 - 10]
+    assert len(first.indices) == 20
 
 
 def test_a_worker_slightly_over_its_share_is_rebalanced():

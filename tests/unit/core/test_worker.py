@@ -38,8 +38,13 @@ def test_the_feeds_first_step_is_consumed_but_not_timed():
     feed = ChunkFeed(LocalAllocatorClient(alloc), 0)
     for seconds in (5.0, 0.1, 0.1, 0.1):  # a slow first step, then steady ones
         feed.record(len(feed.next_batch()), seconds)
-    feed.next_batch()  # the third chunk's request reports the second chunk's two steps
-    assert alloc.rates[0] == 16 / 0.2 and not alloc.outstanding[0][:-2]
+    # taking up the third chunk requests the fourth, reporting steps 3 and 4 (the request
+    # for the third reported step 2 alone): 8 samples / 0.1 s each time, never the 5 s
+    feed.next_batch()
+    assert alloc.rates[0] == 8 / 0.1
+    # every sample of the first two chunks reported consumed, the first step's included:
+    # outstanding are the third and fourth chunks, 8 batches of 8 each
+    assert [len(i) for i, _ in alloc.outstanding[0]] == [64, 64]
     feed = ChunkFeed(LocalAllocatorClient(alloc := Allocator(1000, workers=1, batch_size=8,
                                                              mode="idpa", seed=0)), 0)
     for seconds in (5.0, 0.1):
