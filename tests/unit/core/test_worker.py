@@ -1,6 +1,7 @@
 """The worker's gradient buffers and its training loop against an in-process server."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +52,33 @@ def test_the_feeds_first_step_is_consumed_but_not_timed():
         feed.record(len(feed.next_batch()), seconds)
     feed.next_batch()
     assert alloc.rates[0] == 8 / 0.1  # the first chunk: only its second step timed
+
+
+def test_a_step_is_timed_from_the_moment_it_has_its_batch(monkeypatch):
+    """Waiting for a chunk is the system's time, not the node's compute: IDPA must not
+    measure a worker slow because the allocator answered late."""
+    import hetsync.core.worker as worker_module
+
+    now = [0.0]
+
+    def clock():  # a step's compute: 1 ms between its two readings
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(worker_module.time, "time", clock)
+
+    class SlowAllocator(LocalAllocatorClient):
+        def get(self, handle):
+            now[0] += 5.0  # every chunk takes 5 s to arrive
+            return handle
+
+    alloc = Allocator(64, workers=1, batch_size=8, mode="idpa", seed=0, probe_iterations=1)
+    worker = Worker(0, LeNet5, synthetic(64, seed=0), seed=0)
+    worker.feed = ChunkFeed(SlowAllocator(alloc), 0)
+    for _ in range(3):  # each step takes a chunk: the first, untimed, then two timed
+        worker.compute_gradient()
+    worker.feed.next_batch()  # reports the third step
+    assert alloc.rates[0] == pytest.approx(8 / 0.001)  # with the 5 s wait counted: 1.6
 
 
 def test_run_worker_spends_exactly_the_budget_and_learns():
