@@ -108,6 +108,10 @@ class Allocator:
             self._reshare()
         return sorted(self.members.live)
 
+    def _measured(self, workers: list[int]) -> bool:
+        """Whether every one of `workers` has a measured rate (the probe is over for them)."""
+        return all(w in self.rates for w in workers)
+
     def imbalance(self, batches: dict[int, int] | None = None) -> float:
         """How much longer a clock takes with `batches` (default: the current ones) than with
         every live worker's batch exactly proportional to its measured rate: the slowest
@@ -121,7 +125,7 @@ class Allocator:
 
     def _maybe_rebalance(self) -> None:
         live = self._live()
-        if not live or any(w not in self.rates for w in live):
+        if not live or not self._measured(live):
             return  # still probing: every live worker must have been measured
         target = dict(zip(live, proportional_batches(self.global_batch,
                                                      [self.rates[w] for w in live]),
@@ -146,7 +150,7 @@ class Allocator:
         live = self._live()
         batch = self.batches[worker]
         probing = worker not in self.rates or (
-            self.mode == "idpa" and any(w not in self.rates for w in live))
+            self.mode == "idpa" and not self._measured(live))
         iterations = self.probe_iterations if probing else self.chunk_iterations
         if self.pos >= len(self.pool):
             self._new_epoch()
@@ -192,7 +196,7 @@ class Allocator:
         if self.mode != "idpa" or not self.members.live:
             return
         live = sorted(self.members.live)
-        rates = ([self.rates[w] for w in live] if all(w in self.rates for w in live)
+        rates = ([self.rates[w] for w in live] if self._measured(live)
                  else [1.0] * len(live))
         self.batches.update(zip(live, proportional_batches(self.global_batch, rates),
                                 strict=True))

@@ -144,7 +144,7 @@ class ChunkFeed:
         self.segments: deque[list] = deque()  # [indices, epoch], consumed from the front
         self.batch_size = 0
         self.samples, self.timed, self.seconds = 0, 0, 0.0  # since the last request
-        self.steps = 0
+        self.warmed_up = False  # the first step has been recorded
         self.pending = allocator.next_chunk(worker, 0, 0.0, 0)
 
     def _queued(self) -> int:
@@ -174,10 +174,10 @@ class ChunkFeed:
         """Add `seconds` of compute for `samples` samples; the sums go with the next chunk
         request, as the speed IDPA measures (the first step's samples only as consumed)."""
         self.samples += samples
-        self.steps += 1
-        if self.steps > 1:
+        if self.warmed_up:
             self.timed += samples
             self.seconds += seconds
+        self.warmed_up = True
 
     def close(self) -> None:
         """Hand every sample allocated but not consumed back to the pool."""
