@@ -197,12 +197,14 @@ def test_the_sweep_tries_every_momentum_at_the_same_steps():
     from hetsync.bench.harness import SWEEP, sweep_key, sweep_points
 
     points = sweep_points(*SWEEP)
-    assert len(points) == 9 and {m for _, m in points} == {0.0, 0.5, 0.9}
-    assert sorted({round(lr / (1 - m), 9) for lr, m in points}) == [0.02, 0.06, 0.2]
+    assert len(points) == 12 and {m for _, m in points} == {0.0, 0.5, 0.9}
+    assert sorted({round(lr / (1 - m), 9) for lr, m in points}) == [0.02, 0.06, 0.2, 0.6]
     assert (0.002, 0.9) in points and (0.1, 0.5) in points and (0.2, 0.0) in points
+    assert (0.06, 0.9) in points and (0.3, 0.5) in points and (0.6, 0.0) in points
     # what --config fixes is kept: an lr is tried at every momentum, a momentum at every step
     assert sweep_points(*SWEEP, lr=0.05) == [(0.05, 0.0), (0.05, 0.5), (0.05, 0.9)]
-    assert sweep_points(*SWEEP, momentum=0.9) == [(0.002, 0.9), (0.006, 0.9), (0.02, 0.9)]
+    assert sweep_points(*SWEEP, momentum=0.9) == [(0.002, 0.9), (0.006, 0.9), (0.02, 0.9),
+                                                  (0.06, 0.9)]
     assert sweep_points(*SWEEP, lr=0.05, momentum=0.9) == [(0.05, 0.9)]
     # one step is one step, whatever the float error of lr / (1 - momentum)
     row = {"samples_to_target": 4000}
@@ -238,16 +240,17 @@ def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
 
 def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     """Several seeds per system: summary.json holds the means, a time to target only where
-    every seed reached the target, and how many did; the report lists each seed's ratio."""
+    every seed reached the target, and how many did; the report lists each seed's ratio to
+    the ceiling measured in its round (each seed's runs follow a ceiling of their own)."""
     from hetsync.bench import heterogeneous as het
     from hetsync.bench.harness import _bench
 
     b = _bench("heterogeneous", tmp_path, None, quick=True,
                settings={"iterations": 200, "dataset": "synthetic", "batch_size": 16})
     b.budget = replace(b.budget, seeds=2)
-    ceiling = {"throughput_samples_per_s": 1000.0, "ideal_throughput_samples_per_s": 1100.0,
-               "batches": [1]}
-    b.record("ceiling", "emulated nodes alone", 0, ceiling)
+    for seed, rate in enumerate((1000.0, 800.0)):
+        b.record(het.CEILING, "emulated nodes alone", seed,
+                 {"throughput_samples_per_s": rate, "ideal_throughput_samples_per_s": 1100.0})
     runs = {"ssp_idpa": [(900.0, 0.96, 5.0), (800.0, 0.98, 7.0)],
             "bsp_uniform": [(400.0, 0.97, 20.0), (500.0, 0.95, None)]}
     for name in (*het.CONFIGS, *het.PEERS):
@@ -256,23 +259,24 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
                                             "final_val_accuracy": acc, "time_to_target_s": ttt,
                                             "samples_to_target": ttt and ttt * rate},
                      wait_fraction=0.02 if name in het.CONFIGS else None)
-    s = het.summarize(b, ceiling)
+    s = het.summarize(b)
     assert list(s)[:len(het.KEYS)] == list(het.KEYS)
     assert s["ssp_idpa_samples_per_s"] == 850.0 and s["ssp_idpa_final_accuracy"] == 0.97
     assert s["ssp_idpa_time_to_target_s"] == 6.0 and s["ssp_idpa_runs_reaching_target"] == 2
     assert s["bsp_uniform_time_to_target_s"] is None  # one of two seeds did not reach it
     assert s["bsp_uniform_runs_reaching_target"] == 1 and s["seeds"] == 2
     report = het._report(b, s)
-    assert "- ssp_idpa: mean throughput / ceiling 0.85x (per seed: 0.900, 0.800)" in report
+    assert s["ceiling_samples_per_s"] == 900.0 and s["ideal_samples_per_s"] == 1100.0
+    assert "- ssp_idpa: mean throughput / ceiling 0.94x (per seed: 0.900, 1.000)" in report
     assert "waiting 2.0% of the run; 2 of 2 run(s) reached 0.95" in report
-    assert "- plain_async_ps: mean throughput / ceiling 0.60x (per seed: 0.600, 0.600), / " \
+    assert "- plain_async_ps: mean throughput / ceiling 0.67x (per seed: 0.600, 0.750), / " \
            "ideal 0.55x; 0 of 2 run(s)" in report
     assert "bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: 4.00x, " \
            "n/a)" in report
     assert s["ssp_idpa_samples_to_target"] == 5050.0 and "samples trained" not in report
     late = next(r for r in b.rows if r["case"] == "bsp_uniform" and r["seed"] == 1)
     late.update(time_to_target_s=12.0, samples_to_target=6000.0)
-    s = het.summarize(b, ceiling)
+    s = het.summarize(b)
     assert ("- samples trained to 0.95 (means of the seeds): bsp_uniform 7000, ssp_idpa 5050 "
             "(ssp_idpa / bsp_uniform 0.72x); throughput over the whole runs, ssp_idpa / "
             "bsp_uniform 1.89x") in het._report(b, s)
@@ -285,8 +289,8 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
 
     b.rows = [r for r in b.rows if not (r["case"] == "ddp_proportional" and r["seed"] == 1)]
     b.record(het.MAIN, "ddp_proportional", 1, attempt(diverges, None))
-    assert "- ddp_proportional: mean throughput / ceiling 0.60x (per seed: 0.600, diverged)" \
-           in het._report(b, het.summarize(b, ceiling))
+    assert "- ddp_proportional: mean throughput / ceiling 0.67x (per seed: 0.600, diverged)" \
+           in het._report(b, het.summarize(b))
 
 
 def test_a_full_sweep_runs_two_seeds_a_point_unless_told_otherwise(tmp_path):
