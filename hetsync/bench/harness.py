@@ -46,12 +46,12 @@ DEFAULT_SPEEDS = (1.0, 1.0, 2.0, 4.0)
 # al., "Asynchrony begets momentum", arXiv:1605.09774): hetsync SSP + IDPA on speeds 1,1,2,4
 # needed 60,645 samples to 0.97 at lr 0.06, momentum 0 against 75,497 at the same step with
 # momentum 0.5 (5 and 6 seeds), where BSP + uniform needed about as many either way.
-# The steps go up to 0.6 for AGWU, whose workers take 8 local steps and whose merge attenuates
-# them: it reached 0.97 at lr 0.1, momentum 0.9 (a step of 1.0; docs/benchmarks-heterogeneous-
-# seventh/) and on 1 of 3 seeds at the best step of 0.2 (docs/benchmarks-heterogeneous-eighth/).
+# The steps go up to 0.6 for AGWU, whose workers take 8 local steps that its merge attenuates:
+# its point in the seventh heterogeneous report was lr 0.1, momentum 0.9 (a step of 1.0), and
+# with steps up to 0.2 the ninth's sweep chose 0.2, which reached 0.97 on 1 of 3 seeds.
 SWEEP = ((0.02, 0.06, 0.2, 0.6), (0.0, 0.5, 0.9))
 SWEEP_QUICK = ((0.02, 0.06, 0.2), (0.5,))
-# The sweep's runs take this seed, apart from the measured runs' 0, 1, 2: a setting is not
+# The sweep's runs take this seed, apart from the measured runs' 0, 1, ...: a setting is not
 # chosen on the initial weights and data order it is then measured on.
 SWEEP_SEED = 1000
 SWEPT_SUITES = ("peers", "heterogeneous")  # the suites that call Bench.tune

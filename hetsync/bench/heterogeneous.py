@@ -51,7 +51,7 @@ from hetsync.models import build_model, resolve_model
 from hetsync.run.train import train
 
 # (quick, full). Five seeds in full mode: with three, SSP+IDPA's time to 0.97 over BSP+uniform's
-# read 1.85x, 1.94x and 2.63x by seed (docs/benchmarks-heterogeneous-eighth/)
+# read 1.85x, 1.94x and 2.63x by seed (docs/benchmarks-heterogeneous-ninth/)
 BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 5))
 MAIN = "speeds 1,1,2,4"
 CEILING = "ceiling"  # the part of the ceiling's rows: one a seed, before that seed's runs
