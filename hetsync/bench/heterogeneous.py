@@ -6,14 +6,15 @@
   itself shares its cores; measured again before each seed's runs, and each run compared with
   its own round's, because this machine's speed drifts by a third within an hour (four
   calibrations at 02:24 read 141-147 us a sample, one at 02:25 read 109) and the sweep
-  between a ceiling taken once at the start and the last runs lasts over an hour;
+  between a ceiling taken once at the start and the last runs lasts over an hour (measured
+  in the runs' Ray session, whose own processes then idle);
 - hetsync SSP+IDPA, BSP+uniform, BSP+IDPA and AGWU+IDPA, the plain asynchronous Ray
   parameter server, and PyTorch DDP with per-rank batches in proportion to speed (the peer
   a well-read user would pick for unequal nodes), on the same cluster and budget, each with
   its own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
-Each system is tuned once, then run with every seed of the budget (3 in full mode), seeds
+Each system is tuned once, then run with every seed of the budget (5 in full mode), seeds
 interleaved across systems so that a slow spell of the machine falls on all of them; runs of
 one system on this 2-core machine vary by several percent (docs/allocation.md), so the
 summary gives means. Writes results.csv, report.md, a chart, and summary.json (keys read by
@@ -196,18 +197,20 @@ def _chart(b: Bench, summary: dict) -> Path:
 
 
 def _system_line(b: Bench, summary: dict, name: str, wait: float | None) -> str:
-    """One system's mean throughput against the ceiling and the ideal, each seed's ratio to its
-    round's ceiling (the spread behind the mean), its waiting where it has any, and how many
-    runs reached the
-    target. `wait`: its mean wait fraction, None for a peer."""
-    ceil, mean = summary["ceiling_samples_per_s"], summary[f"{name}_samples_per_s"]
+    """One system's throughput against the ceiling, the mean of each seed's ratio to its own
+    round's ceiling (those ratios listed: the spread behind it), and against the ideal; its
+    waiting where it has any, and how many runs reached the target. `wait`: its mean wait
+    fraction, None for a peer."""
     runs = [r for r in b.rows if r["part"] == MAIN and r["case"] == name]
     rounds = {r["seed"]: r["throughput_samples_per_s"] for r in b.rows if r["part"] == CEILING}
-    per_seed = ", ".join("diverged" if r["throughput_samples_per_s"] is None
-                         else f"{r['throughput_samples_per_s'] / rounds[r['seed']]:.3f}"
-                         for r in runs)
-    return (f"- {name}: mean throughput / ceiling {ratio(mean, ceil)} (per seed: {per_seed}), "
-            f"/ ideal {ratio(mean, summary['ideal_samples_per_s'])}; "
+    ratios = [None if r["throughput_samples_per_s"] is None
+              else r["throughput_samples_per_s"] / rounds[r["seed"]] for r in runs]
+    measured = [x for x in ratios if x is not None]  # a diverged run has no throughput
+    per_seed = ", ".join("diverged" if x is None else f"{x:.3f}" for x in ratios)
+    return (f"- {name}: mean throughput / ceiling "
+            f"{ratio(sum(measured) / len(measured) if measured else None, 1.0)} "
+            f"(per seed: {per_seed}), "
+            f"/ ideal {ratio(summary[f'{name}_samples_per_s'], summary['ideal_samples_per_s'])}; "
             + ("" if wait is None else f"waiting {wait:.1%} of the run; ")
             + f"{summary[f'{name}_runs_reaching_target']} of {len(runs)} run(s) reached "
             f"{b.budget.target}\n")
