@@ -56,6 +56,7 @@ from hetsync.run.train import train
 BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 5))
 MAIN = "speeds 1,1,2,4"
 CEILING = "ceiling"  # the part of the ceiling's rows: one a seed, before that seed's runs
+NODES_ALONE = "emulated nodes alone"  # the ceiling's case
 RUN_SETTINGS = TRAINING_SETTINGS  # what `--config` may set for every run (and the ceiling)
 CONFIGS = {
     # Without DC-ASGD's correction (--delay-compensation): over 28 seeds here it saved SSP+IDPA
@@ -131,7 +132,7 @@ def run(b: Bench) -> list[Path]:
         for seed in range(b.budget.seeds):
             ceiling = emulation_ceiling(b.config(workers=4, speeds=speeds),
                                         10.0 if b.quick else 20.0)
-            b.record(CEILING, "emulated nodes alone", seed, ceiling,
+            b.record(CEILING, NODES_ALONE, seed, ceiling,
                      batches=",".join(map(str, ceiling["batches"])))
             for name, (runner, setting) in systems.items():
                 s = attempt(runner, b.config(workers=4, speeds=speeds, seed=seed,
@@ -156,8 +157,8 @@ def summarize(b: Bench) -> dict:
     """summary.json: the ceiling's and each system's means over the seeds on speeds 1,1,2,4.
     A time to target is the mean only where every seed reached the target, else None;
     `*_runs_reaching_target` says how many did."""
-    summary = {"ceiling_samples_per_s": _ceiling(b, "throughput_samples_per_s"),
-               "ideal_samples_per_s": _ceiling(b, "ideal_throughput_samples_per_s"),
+    summary = {"ceiling_samples_per_s": _ceiling(b, "throughput_samples_per_s")[0],
+               "ideal_samples_per_s": _ceiling(b, "ideal_throughput_samples_per_s")[0],
                "seeds": b.budget.seeds}
     for metric, key in (("throughput_samples_per_s", "samples_per_s"),
                         ("final_val_accuracy", "final_accuracy")):
@@ -171,9 +172,9 @@ def summarize(b: Bench) -> dict:
     return {**{k: summary.get(k) for k in KEYS}, **summary}
 
 
-def _ceiling(b: Bench, metric: str) -> float | None:
-    """The ceiling's mean over its rounds (one a seed)."""
-    return b.stats(CEILING, metric)["emulated nodes alone"][0]
+def _ceiling(b: Bench, metric: str) -> tuple[float | None, float, int]:
+    """The ceiling's (mean, spread, rounds) over its rounds, one a seed."""
+    return b.stats(CEILING, metric)[NODES_ALONE]
 
 
 def _chart(b: Bench, summary: dict) -> Path:
@@ -181,8 +182,7 @@ def _chart(b: Bench, summary: dict) -> Path:
     names = list(stats)
     rates = [summary["ceiling_samples_per_s"],
              *[stats[n][0] or 0.0 for n in names]]  # 0: every seed diverged
-    spread = [b.stats(CEILING, "throughput_samples_per_s")["emulated nodes alone"][1],
-              *[stats[n][1] for n in names]]
+    spread = [_ceiling(b, "throughput_samples_per_s")[1], *[stats[n][1] for n in names]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.bar(["ceiling", *names], rates, yerr=spread, capsize=3,
            color=["tab:gray"] + ["tab:blue"] * len(names))
@@ -206,10 +206,9 @@ def _system_line(b: Bench, summary: dict, name: str, wait: float | None) -> str:
     ratios = [None if r["throughput_samples_per_s"] is None
               else r["throughput_samples_per_s"] / rounds[r["seed"]] for r in runs]
     measured = [x for x in ratios if x is not None]  # a diverged run has no throughput
+    mean = f"{sum(measured) / len(measured):.2f}x" if measured else "n/a (every run diverged)"
     per_seed = ", ".join("diverged" if x is None else f"{x:.3f}" for x in ratios)
-    return (f"- {name}: mean throughput / ceiling "
-            f"{ratio(sum(measured) / len(measured) if measured else None, 1.0)} "
-            f"(per seed: {per_seed}), "
+    return (f"- {name}: mean throughput / ceiling {mean} (per seed: {per_seed}), "
             f"/ ideal {ratio(summary[f'{name}_samples_per_s'], summary['ideal_samples_per_s'])}; "
             + ("" if wait is None else f"waiting {wait:.1%} of the run; ")
             + f"{summary[f'{name}_runs_reaching_target']} of {len(runs)} run(s) reached "
