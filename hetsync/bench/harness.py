@@ -75,7 +75,13 @@ class Budget:
     iterations: int
     target: float
     seeds: int
-    evaluations: int = 15  # snapshots validated per run
+    # Snapshots validated per run: a time to target is read at the first one that reaches the
+    # target. At 15 (200 iterations apart at 3000) one step of that grid was 12,800 samples,
+    # a quarter of what SSP+IDPA takes to 0.97 on speeds 1,1,2,4: on the same five runs each,
+    # read at 200 iterations BSP+uniform / SSP+IDPA was 2.34x and SSP+IDPA seemed to need more
+    # samples; read at 50, 2.81x and fewer samples (docs/allocation.md). Snapshots are
+    # validated after the run, so more of them cost no throughput.
+    evaluations: int = 60
 
 
 def speeds_for(n: int) -> tuple[float, ...]:

@@ -86,7 +86,7 @@ def test_the_file_settings_reach_every_run_under_the_runs_own(tmp_path):
     cfg = b.config(workers=4, sync="bsp", seed=1)
     assert (cfg.update.lr, cfg.training.iterations, cfg.data.dataset, cfg.training.batch_size,
             cfg.consistency.sync, cfg.training.seed) == (0.05, 200, "synthetic", 16, "bsp", 1)
-    assert cfg.output.eval_every == 200 // 15 and cfg.output.defer_eval
+    assert cfg.output.eval_every == 200 // 60 and cfg.output.defer_eval
     assert (tmp_path / "calibration.json").exists()  # measured on the file's model and batch
     with pytest.warns(UserWarning, match="some runs set lr = 0.1 themselves, over --config's"):
         assert b.config(lr=0.1, update="agwu").update.lr == 0.1
