@@ -9,7 +9,8 @@ gradients as fast as they can; (b) and (c) on every transport side by side: gloo
 default, frames in shared memory on one node; the summary keys hold its figures), gloo-tcp
 (whole frames through gloo's sockets, as between nodes) and Ray calls; (d) 11.2 M parameters by number of server
 shards, K = 1, 2, 4 (gloo), beside the memory copy rate of one and of two processes copying
-at once (what a second shard's memory traffic can add on one node); (e) what Ray's own
+at once, and a round trip's memory passes without transport on all the parameters in one
+process and on half each in two at once (what a second shard can add on one node); (e) what Ray's own
 processes (GCS, raylet, autoscaler monitor, dashboard head and agent, runtime-env agent, log
 monitor) cost: their CPU while a 4-worker run trains, from /proc (Linux).
 
@@ -31,7 +32,7 @@ import torch
 from hetsync.bench.harness import Bench, Budget, save, write
 from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
-from hetsync.cluster.probes import copy_together_gb_per_s, probe_capacity
+from hetsync.cluster.probes import probe_capacity, together_gb_per_s
 from hetsync.cluster.runtime import ray_session
 from hetsync.config import TRANSPORTS
 from hetsync.core.server import ParameterServer
@@ -43,7 +44,8 @@ KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "server_cpu_ms_per_push_lenet5", "worker_cpu_ms_per_push_lenet5",
         "pushes_per_s_one_shard_lenet5", "push_pull_gb_per_s_11m_k1",
         "push_pull_gb_per_s_11m_k2", "push_pull_gb_per_s_11m_k4", "server_update_gb_per_s_11m",
-        "memcpy_sustained_gb_per_s_1_process", "memcpy_sustained_gb_per_s_2_processes")
+        "memcpy_sustained_gb_per_s_1_process", "memcpy_sustained_gb_per_s_2_processes",
+        "round_trip_passes_gb_per_s_11m_k1", "round_trip_passes_gb_per_s_11m_k2")
 BUDGETS = (Budget(600, 0.9, 1, evaluations=1), Budget(3000, 0.97, 1, evaluations=1))  # (e)
 RUN_SETTINGS = ()  # the data plane at fixed sizes: no run settings apply
 UPDATE_BYTES_PER_PARAM = 20  # SGD with momentum reads g, buf, w and writes buf, w: 5 x 4 bytes
@@ -215,9 +217,14 @@ def run(b: Bench) -> list[Path]:
                 print(b.rows[-1], flush=True)
         for processes in (1, 2):
             key = f"memcpy_sustained_gb_per_s_{processes}_process" + "es" * (processes > 1)
-            summary[key] = copy_together_gb_per_s(SIZES["11m"], processes, seconds)
+            summary[key] = together_gb_per_s(SIZES["11m"], processes, seconds)
             b.rows.append({"suite": "capacity", "part": "11m by shards",
                            "case": f"memcpy, {processes} at once", "gb_per_s": summary[key]})
+            key = f"round_trip_passes_gb_per_s_11m_k{processes}"
+            summary[key] = together_gb_per_s(SIZES["11m"], processes, seconds, round_trips=True)
+            b.rows.append({"suite": "capacity", "part": "11m by shards",
+                           "case": f"round trips' passes, K={processes}",
+                           "push_pull_gb_per_s": summary[key]})
         sharded = {1: trips[DEFAULT, "11m"]}
         for shards in (2, 4):
             sharded[shards] = round_trip(SIZES["11m"], calls["11m"], DEFAULT, shards)
@@ -277,6 +284,7 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
 
     one = summary["memcpy_sustained_gb_per_s_1_process"]
     two = summary["memcpy_sustained_gb_per_s_2_processes"]
+    passes = [summary[f"round_trip_passes_gb_per_s_11m_k{k}"] for k in (1, 2)]
 
     return (b.header("hetsync bench capacity")
             + "## Reference\n\n"
@@ -317,6 +325,11 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             f"- memory copies of 11.2 M floats, back to back: one process {one:.2f} GB/s, two "
             f"at once {two:.2f} GB/s in all ({two / one:.2f}x): every push and pull streams "
             "memory, so this is about the most a second shard can add on this node\n"
+            f"- a round trip's memory passes alone (the client's two copies, the update, the "
+            "reply's copy; no transport, no wake-ups), back to back on all 11.2 M parameters "
+            f"in one process: {passes[0]:.2f} GB/s push+pull; on half each in two processes at "
+            f"once: {passes[1]:.2f} in all ({passes[1] / passes[0]:.2f}x): the most K = 2 can "
+            "gain over K = 1 here, whatever the transport\n"
             f"- the server's update: {summary['server_update_gb_per_s_11m']:.2f} GB/s, "
             f"{summary['server_update_gb_per_s_11m'] / summary['memcpy_gb_per_s']:.2f}x "
             "the memory copy rate\n\n## Ray's own processes while 4 workers train\n\n"

@@ -4,12 +4,15 @@ capacity`): each pushes a fixed gradient and takes the reply, as fast as it can.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import ray
+import torch
 
 from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
+from hetsync.core.updates import LrSchedule, SgdRule
 from hetsync.core.wire import Contribution
 
 
@@ -38,9 +41,9 @@ class PushProbe:
         return pushes, time.process_time() - cpu
 
 
-class CopyProbe:
-    """A process that copies memory back to back: several at once measure how the memory
-    copy rate holds up when processes share it, as server shards on one node do."""
+class MemoryProbe:
+    """A process that streams memory back to back: several at once measure how the memory
+    traffic of one holds up when processes share it, as server shards on one node do."""
 
     def ready(self) -> bool:
         """True once started."""
@@ -51,24 +54,52 @@ class CopyProbe:
         `seconds`."""
         src = np.ones(size, np.float32)
         dst = np.empty_like(src)
-        np.copyto(dst, src)  # pages touched before the clock starts
-        time.sleep(max(0.0, start_at - time.time()))
-        copies, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            np.copyto(dst, src)
-            copies += 1
-        return copies * src.nbytes / (time.perf_counter() - t0) / 1e9
+        return _per_second(lambda: np.copyto(dst, src), start_at, seconds) * src.nbytes / 1e9
+
+    def run_round_trips(self, size: int, start_at: float, seconds: float) -> float:
+        """GB/s of push+pull (4 bytes a parameter each way, as `bench capacity` counts a round
+        trip) of a round trip's memory passes on `size` parameters, with no transport and no
+        wake-ups: the client's copy of its gradient into the push frame, the server's update
+        (SGD with momentum, as in the round trips measured), the server's copy of the weights
+        into the reply frame, and the client's copy of them into its replica. Processes that
+        run these at once on 1/K of the parameters each are K shards' best case on a node."""
+        grad, frame, replica = (np.full(size, 1e-7, np.float32), np.empty(size, np.float32),
+                                np.empty(size, np.float32))
+        rule = SgdRule(torch.zeros(size), LrSchedule(0.01, 10**9), 0.5, 64)
+
+        def round_trip() -> None:
+            np.copyto(frame, grad)
+            rule.apply(frame, 64, 0, 0, None, set())
+            np.copyto(frame, rule.w.numpy())
+            np.copyto(replica, frame)
+
+        return _per_second(round_trip, start_at, seconds) * 2 * 4 * size / 1e9
 
 
-def copy_together_gb_per_s(size: int, processes: int, seconds: float,
-                           timeout_s: float = 60.0) -> float:
-    """The memory copy rate, in all, of `processes` processes copying at once."""
-    probes = [ray.remote(num_cpus=0)(CopyProbe).remote() for _ in range(processes)]
+def _per_second(step: Callable[[], None], start_at: float, seconds: float) -> float:
+    """How many times a second `step` ran back to back from `start_at` for about `seconds`,
+    after one untimed run (which touches every page)."""
+    step()
+    time.sleep(max(0.0, start_at - time.time()))
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        done += 1
+    return done / (time.perf_counter() - t0)
+
+
+def together_gb_per_s(size: int, processes: int, seconds: float, round_trips: bool = False,
+                      timeout_s: float = 60.0) -> float:
+    """The GB/s in all of `processes` processes streaming memory at once: copies of `size`
+    floats each, or with `round_trips` a round trip's passes on size / processes parameters
+    each, as shards split them (`MemoryProbe`)."""
+    probes = [ray.remote(num_cpus=0)(MemoryProbe).remote() for _ in range(processes)]
     try:
         ray.get([p.ready.remote() for p in probes], timeout=timeout_s)
         start_at = time.time() + 0.5
-        return sum(ray.get([p.run.remote(size, start_at, seconds) for p in probes],
-                           timeout=seconds + timeout_s))
+        runs = [p.run_round_trips.remote(-(-size // processes), start_at, seconds)
+                if round_trips else p.run.remote(size, start_at, seconds) for p in probes]
+        return sum(ray.get(runs, timeout=seconds + timeout_s))
     finally:
         for p in probes:
             ray.kill(p)

@@ -48,6 +48,13 @@ def test_push_probes_measure_one_servers_capacity(ray_local, transport):
     assert status.iterations >= got["pushes_per_s"] * 0.5  # every push was applied
 
 
+def test_memory_probes_stream_at_once(ray_local):
+    from hetsync.cluster.probes import together_gb_per_s
+
+    assert together_gb_per_s(10_000, processes=2, seconds=0.2) > 0.01
+    assert together_gb_per_s(10_000, processes=2, seconds=0.2, round_trips=True) > 0.01
+
+
 def test_ddp_with_batches_in_proportion_to_speed_trains_the_same_global_batch():
     s = ddp_train(TrainConfig.from_flat(**{**PEER, "speeds": (1, 4)}), proportional=True)
     assert s["iterations"] == 200 and s["final_val_accuracy"] >= 0.95
