@@ -331,6 +331,18 @@ def sweep_key(row: dict, lr: float, momentum: float, snapshot_samples: float) ->
     return (0, row["final_val_accuracy"] or 0.0, gentle)
 
 
+def reached(readings: list[dict] | None, target: float, stride: int = 1) -> dict:
+    """`time_to_target_s` and `samples_to_target` of the first of every `stride`-th reading
+    (the `stride`-th, the 2 * `stride`-th, ...) at or above `target`, None where none is:
+    what a run's time to target would read with `stride` times fewer evaluations, since the
+    k-th snapshot is the first at k * eval_every iterations. `readings`: a run's validated
+    snapshots in order, each with its wall_time_s, samples and val_accuracy."""
+    hit = next((r for r in (readings or [])[stride - 1::stride]
+                if r["val_accuracy"] >= target), None)
+    return {"time_to_target_s": hit and hit["wall_time_s"],
+            "samples_to_target": hit and hit["samples"]}
+
+
 def attempt(run: Callable[[TrainConfig], dict], cfg: TrainConfig) -> dict:
     """`run(cfg)`'s summary or, where the training loss stopped being finite, a result that
     says so (accuracy 0, no throughput): one diverging run is a row of the report, not the end

@@ -38,6 +38,7 @@ from hetsync.bench.harness import (
     attempt,
     paced_steps,
     ratio,
+    reached,
     save,
     speeds_for,
     write,
@@ -72,6 +73,9 @@ PEERS = {
     "ddp_proportional": lambda cfg: ddp_train(cfg, proportional=True),
 }
 INTERFERENCE = "3@9s-19s:4"
+# Time to target is also read at every COARSE-th snapshot, the 15 a run of the invocations
+# before the eleventh (`Budget.evaluations`), so that the same runs compare with them
+COARSE = 4
 KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s",
         "bsp_uniform_samples_per_s", "bsp_idpa_samples_per_s", "bsp_idpa_time_to_target_s",
         "plain_async_ps_samples_per_s", "ddp_proportional_samples_per_s",
@@ -80,7 +84,8 @@ KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s"
 
 
 def _hetsync(cfg: TrainConfig) -> dict:
-    return train(cfg).summary
+    result = train(cfg)
+    return {**result.summary, "readings": [r for r in result.metrics if r["kind"] == "eval"]}
 
 
 def _paced_node(cfg: TrainConfig, worker: int, pacer: StepPacer, batch: int, seconds: float,
@@ -137,9 +142,11 @@ def run(b: Bench) -> list[Path]:
             for name, (runner, setting) in systems.items():
                 s = attempt(runner, b.config(workers=4, speeds=speeds, seed=seed,
                                              **{**setting, **b.tuned[name]}))
+                coarse = reached(s.get("readings"), b.budget.target, COARSE)
                 b.record(MAIN, name, seed, s, **b.tuned[name],
                          **{k: s.get(k) for k in ("max_staleness_observed", "wait_fraction",
-                                                  "allocation_changes")})
+                                                  "allocation_changes")},
+                         **{f"coarse_{k}": v for k, v in coarse.items()})
         if not b.quick:
             for name in ("ssp_idpa", "agwu_idpa"):
                 s = attempt(_hetsync, b.config(workers=4, speeds=speeds,
@@ -164,11 +171,11 @@ def summarize(b: Bench) -> dict:
                         ("final_val_accuracy", "final_accuracy")):
         for name, (mean, _, _) in b.stats(MAIN, metric).items():
             summary[f"{name}_{key}"] = mean
-    for name, (mean, _, reached) in b.stats(MAIN, "time_to_target_s").items():
-        summary[f"{name}_time_to_target_s"] = mean if reached == b.budget.seeds else None
-        summary[f"{name}_runs_reaching_target"] = reached
-    for name, (mean, _, reached) in b.stats(MAIN, "samples_to_target").items():
-        summary[f"{name}_samples_to_target"] = mean if reached == b.budget.seeds else None
+    for name, (mean, _, hits) in b.stats(MAIN, "time_to_target_s").items():
+        summary[f"{name}_time_to_target_s"] = mean if hits == b.budget.seeds else None
+        summary[f"{name}_runs_reaching_target"] = hits
+    for name, (mean, _, hits) in b.stats(MAIN, "samples_to_target").items():
+        summary[f"{name}_samples_to_target"] = mean if hits == b.budget.seeds else None
     return {**{k: summary.get(k) for k in KEYS}, **summary}
 
 
@@ -215,12 +222,29 @@ def _system_line(b: Bench, summary: dict, name: str, wait: float | None) -> str:
             f"{b.budget.target}\n")
 
 
-def _per_seed_times(b: Bench, a: str, over: str) -> str:
-    """`a`'s time to target over `over`'s, seed by seed: the spread behind the ratio of the
-    means, and a ratio where some seed missed the target."""
-    times = {(r["case"], r["seed"]): r["time_to_target_s"] for r in b.rows if r["part"] == MAIN}
+def _per_seed_times(b: Bench, a: str, over: str, metric: str = "time_to_target_s") -> str:
+    """`a`'s time to target (`metric`) over `over`'s, seed by seed: the spread behind the ratio
+    of the means, and a ratio where some seed missed the target."""
+    times = {(r["case"], r["seed"]): r.get(metric) for r in b.rows if r["part"] == MAIN}
     return ", ".join(ratio(times.get((a, seed)), times.get((over, seed))).split(" ")[0]
                      for seed in range(b.budget.seeds))
+
+
+def _coarse_line(b: Bench) -> str:
+    """bsp_uniform / ssp_idpa's time to target read at every COARSE-th snapshot of the same
+    runs, beside their samples to target so read."""
+    stats = {m: b.stats(MAIN, f"coarse_{m}") for m in ("time_to_target_s", "samples_to_target")}
+    both = ("bsp_uniform", "ssp_idpa")
+    if any(stats["time_to_target_s"].get(n, (None, 0, 0))[2] < b.budget.seeds for n in both):
+        return ""  # some run did not reach the target at that grid: no ratio of the means
+    times = [stats["time_to_target_s"][n][0] for n in both]
+    samples = [stats["samples_to_target"][n][0] for n in both]
+    return (f"- the same runs read at every {COARSE}th snapshot ("
+            f"{b.budget.evaluations // COARSE} a run, as the invocations before the eleventh): "
+            f"bsp_uniform / ssp_idpa = {ratio(*times)} (per seed: "
+            f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa', 'coarse_time_to_target_s')}); "
+            f"samples to {b.budget.target}: bsp_uniform {samples[0]:.0f}, ssp_idpa "
+            f"{samples[1]:.0f}\n")
 
 
 def _samples_line(summary: dict, target: float) -> str:
@@ -256,6 +280,7 @@ def _report(b: Bench, summary: dict) -> str:
             f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa')}); bsp_idpa / ssp_idpa = "
             f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])} (per seed: "
             f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n"
+            + _coarse_line(b)
             + _samples_line(summary, b.budget.target)
             + "\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"

@@ -53,6 +53,19 @@ def test_the_capacity_suite_times_the_update_and_a_memory_copy_in_process():
     assert 0 < update_s(100_000, calls=3) < 1.0 and UPDATE_BYTES_PER_PARAM == 20
 
 
+def test_a_round_trips_memory_passes_run_without_a_server(monkeypatch):
+    import time
+
+    from hetsync.cluster.probes import MemoryProbe
+    from hetsync.core.updates import SgdRule
+
+    applied = []
+    step = SgdRule.apply
+    monkeypatch.setattr(SgdRule, "apply", lambda self, *a: applied.append(a[1]) or step(self, *a))
+    assert MemoryProbe().run_round_trips(10_000, time.time(), seconds=0.05) > 0.01
+    assert len(applied) >= 2 and set(applied) == {64}  # the update of each round trip ran
+
+
 def test_a_suite_takes_its_run_settings_from_a_file_and_refuses_the_others():
     import pytest
 
@@ -258,7 +271,9 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
             b.record(het.MAIN, name, seed, {"throughput_samples_per_s": rate,
                                             "final_val_accuracy": acc, "time_to_target_s": ttt,
                                             "samples_to_target": ttt and ttt * rate},
-                     wait_fraction=0.02 if name in het.CONFIGS else None)
+                     wait_fraction=0.02 if name in het.CONFIGS else None,
+                     coarse_time_to_target_s=ttt and ttt * 1.5,
+                     coarse_samples_to_target=ttt and ttt * rate * 2)
     s = het.summarize(b)
     assert list(s)[:len(het.KEYS)] == list(het.KEYS)
     assert s["ssp_idpa_samples_per_s"] == 850.0 and s["ssp_idpa_final_accuracy"] == 0.97
@@ -274,12 +289,18 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     assert "bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: 4.00x, " \
            "n/a)" in report
     assert s["ssp_idpa_samples_to_target"] == 5050.0 and "samples trained" not in report
+    assert "the same runs read at every" not in report
     late = next(r for r in b.rows if r["case"] == "bsp_uniform" and r["seed"] == 1)
-    late.update(time_to_target_s=12.0, samples_to_target=6000.0)
+    late.update(time_to_target_s=12.0, samples_to_target=6000.0, coarse_time_to_target_s=18.0,
+                coarse_samples_to_target=14000.0)
     s = het.summarize(b)
+    report = het._report(b, s)
     assert ("- samples trained to 0.95 (means of the seeds): bsp_uniform 7000, ssp_idpa 5050 "
             "(ssp_idpa / bsp_uniform 0.72x); throughput over the whole runs, ssp_idpa / "
-            "bsp_uniform 1.89x") in het._report(b, s)
+            "bsp_uniform 1.89x") in report
+    assert ("- the same runs read at every 4th snapshot (15 a run, as the invocations before "
+            "the eleventh): bsp_uniform / ssp_idpa = 2.67x (per seed: 4.00x, 1.71x); samples "
+            "to 0.95: bsp_uniform 15000, ssp_idpa 10100") in report
     # a run whose loss diverged is a row (accuracy 0, no throughput), not the end of the suite
     from hetsync.bench.harness import attempt
     from hetsync.errors import DivergedError
@@ -291,6 +312,18 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     b.record(het.MAIN, "ddp_proportional", 1, attempt(diverges, None))
     assert "- ddp_proportional: mean throughput / ceiling 0.60x (per seed: 0.600, diverged)" \
            in het._report(b, het.summarize(b))
+
+
+def test_a_time_to_target_read_at_a_coarser_grid_is_the_first_of_every_kth_reading():
+    from hetsync.bench.harness import reached
+
+    readings = [{"wall_time_s": t, "samples": 100 * t, "val_accuracy": a}
+                for t, a in enumerate((0.5, 0.96, 0.97, 0.96, 0.99, 0.98), start=1)]
+    assert reached(readings, 0.97) == {"time_to_target_s": 3, "samples_to_target": 300}
+    assert reached(readings, 0.97, stride=2) == {"time_to_target_s": 6, "samples_to_target": 600}
+    assert reached(readings, 0.97, stride=3)["time_to_target_s"] == 3
+    assert reached(readings, 0.995) == {"time_to_target_s": None, "samples_to_target": None}
+    assert reached(None, 0.97)["samples_to_target"] is None  # a diverged run has no readings
 
 
 def test_a_full_sweep_runs_two_seeds_a_point_unless_told_otherwise(tmp_path):
