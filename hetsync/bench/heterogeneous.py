@@ -73,9 +73,9 @@ PEERS = {
     "ddp_proportional": lambda cfg: ddp_train(cfg, proportional=True),
 }
 INTERFERENCE = "3@9s-19s:4"
-# Time to target is also read at every COARSE-th snapshot, the 15 a run of the invocations
-# before the eleventh (`Budget.evaluations`), so that the same runs compare with them
-COARSE = 4
+# Time to target is also read at the grid of the invocations before the eleventh, 15
+# snapshots a run (`Budget.evaluations`, `reached`), so that the same runs compare with them
+COARSE_EVALUATIONS = 15
 KEYS = ("ceiling_samples_per_s", "ideal_samples_per_s", "ssp_idpa_samples_per_s",
         "bsp_uniform_samples_per_s", "bsp_idpa_samples_per_s", "bsp_idpa_time_to_target_s",
         "plain_async_ps_samples_per_s", "ddp_proportional_samples_per_s",
@@ -140,9 +140,9 @@ def run(b: Bench) -> list[Path]:
             b.record(CEILING, NODES_ALONE, seed, ceiling,
                      batches=",".join(map(str, ceiling["batches"])))
             for name, (runner, setting) in systems.items():
-                s = attempt(runner, b.config(workers=4, speeds=speeds, seed=seed,
-                                             **{**setting, **b.tuned[name]}))
-                coarse = reached(s.get("readings"), b.budget.target, COARSE)
+                cfg = b.config(workers=4, speeds=speeds, seed=seed, **{**setting, **b.tuned[name]})
+                s = attempt(runner, cfg)
+                coarse = reached(s.get("readings"), b.budget.target, _coarse_every(cfg))
                 b.record(MAIN, name, seed, s, **b.tuned[name],
                          **{k: s.get(k) for k in ("max_staleness_observed", "wait_fraction",
                                                   "allocation_changes")},
@@ -158,6 +158,11 @@ def run(b: Bench) -> list[Path]:
     path = b.out / "summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return [path, _chart(b, summary), write(b.out / "report.md", _report(b, summary))]
+
+
+def _coarse_every(cfg: TrainConfig) -> int:
+    """The iterations between snapshots at COARSE_EVALUATIONS a run (as `Bench.base`)."""
+    return max(1, cfg.training.iterations // COARSE_EVALUATIONS)
 
 
 def summarize(b: Bench) -> dict:
@@ -176,6 +181,8 @@ def summarize(b: Bench) -> dict:
         summary[f"{name}_runs_reaching_target"] = hits
     for name, (mean, _, hits) in b.stats(MAIN, "samples_to_target").items():
         summary[f"{name}_samples_to_target"] = mean if hits == b.budget.seeds else None
+    for name, (mean, _, hits) in b.stats(MAIN, "coarse_time_to_target_s").items():
+        summary[f"{name}_coarse_time_to_target_s"] = mean if hits == b.budget.seeds else None
     return {**{k: summary.get(k) for k in KEYS}, **summary}
 
 
@@ -230,21 +237,18 @@ def _per_seed_times(b: Bench, a: str, over: str, metric: str = "time_to_target_s
                      for seed in range(b.budget.seeds))
 
 
-def _coarse_line(b: Bench) -> str:
-    """bsp_uniform / ssp_idpa's time to target read at every COARSE-th snapshot of the same
-    runs, beside their samples to target so read."""
-    stats = {m: b.stats(MAIN, f"coarse_{m}") for m in ("time_to_target_s", "samples_to_target")}
+def _coarse_line(b: Bench, summary: dict) -> str:
+    """bsp_uniform / ssp_idpa's time to target read at COARSE_EVALUATIONS snapshots a run of
+    the same runs, seed by seed, beside their samples to target so read."""
     both = ("bsp_uniform", "ssp_idpa")
-    if any(stats["time_to_target_s"].get(n, (None, 0, 0))[2] < b.budget.seeds for n in both):
-        return ""  # some run did not reach the target at that grid: no ratio of the means
-    times = [stats["time_to_target_s"][n][0] for n in both]
-    samples = [stats["samples_to_target"][n][0] for n in both]
-    return (f"- the same runs read at every {COARSE}th snapshot ("
-            f"{b.budget.evaluations // COARSE} a run, as the invocations before the eleventh): "
-            f"bsp_uniform / ssp_idpa = {ratio(*times)} (per seed: "
-            f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa', 'coarse_time_to_target_s')}); "
-            f"samples to {b.budget.target}: bsp_uniform {samples[0]:.0f}, ssp_idpa "
-            f"{samples[1]:.0f}\n")
+    times = [summary.get(f"{n}_coarse_time_to_target_s") for n in both]
+    means = {n: s[0] for n, s in b.stats(MAIN, "coarse_samples_to_target").items()}
+    samples = ", ".join(f"{n} " + ("none" if means.get(n) is None else f"{means[n]:.0f}")
+                        for n in both)
+    return (f"- the same runs read at {COARSE_EVALUATIONS} snapshots a run, as the invocations "
+            f"before the eleventh: bsp_uniform / ssp_idpa = {ratio(*times)} (per seed: "
+            f"{_per_seed_times(b, *both, 'coarse_time_to_target_s')}); samples to "
+            f"{b.budget.target} so read (means of the runs that reached it): {samples}\n")
 
 
 def _samples_line(summary: dict, target: float) -> str:
@@ -280,7 +284,7 @@ def _report(b: Bench, summary: dict) -> str:
             f"{_per_seed_times(b, 'bsp_uniform', 'ssp_idpa')}); bsp_idpa / ssp_idpa = "
             f"{ratio(ttt['bsp_idpa'], ttt['ssp_idpa'])} (per seed: "
             f"{_per_seed_times(b, 'bsp_idpa', 'ssp_idpa')})\n"
-            + _coarse_line(b)
+            + _coarse_line(b, summary)
             + _samples_line(summary, b.budget.target)
             + "\n"
             + ("" if b.quick else f"## With interference {INTERFERENCE} (seed 0)\n\n"

@@ -1,5 +1,6 @@
-"""Clients that compute nothing, for measuring the data plane itself (`hetsync bench
-capacity`): each pushes a fixed gradient and takes the reply, as fast as it can."""
+"""Probes of the data plane itself (`hetsync bench capacity`): clients that compute nothing,
+each pushing a fixed gradient and taking the reply as fast as it can, and processes that
+stream memory (copies, or a round trip's passes without transport) side by side."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 import ray
-import torch
 
 from hetsync.cluster.actors import server_client
 from hetsync.cluster.handles import ServerHandle
-from hetsync.core.updates import LrSchedule, SgdRule
+from hetsync.core.server import ParameterServer
 from hetsync.core.wire import Contribution
 
 
@@ -56,22 +56,27 @@ class MemoryProbe:
         dst = np.empty_like(src)
         return _per_second(lambda: np.copyto(dst, src), start_at, seconds) * src.nbytes / 1e9
 
-    def run_round_trips(self, size: int, start_at: float, seconds: float) -> float:
+    def run_round_trips(self, server: dict, start_at: float, seconds: float) -> float:
         """GB/s of push+pull (4 bytes a parameter each way, as `bench capacity` counts a round
-        trip) of a round trip's memory passes on `size` parameters, with no transport and no
-        wake-ups: the client's copy of its gradient into the push frame, the server's update
-        (SGD with momentum, as in the round trips measured), the server's copy of the weights
-        into the reply frame, and the client's copy of them into its replica. Processes that
-        run these at once on 1/K of the parameters each are K shards' best case on a node."""
-        grad, frame, replica = (np.full(size, 1e-7, np.float32), np.empty(size, np.float32),
-                                np.empty(size, np.float32))
-        rule = SgdRule(torch.zeros(size), LrSchedule(0.01, 10**9), 0.5, 64)
+        trip) of a round trip's memory passes against a `ParameterServer(**server)` in this
+        process, with no transport and no wake-ups: the client's copy of its gradient into
+        the push frame, the server's update from that frame (under its rule, with its
+        bookkeeping), its copy of the weights into the reply frame, and the client's copy of
+        them into its replica (`transport.py`). Processes that run these at once, each
+        against a server of 1/K of the parameters, are K shards' best case on a node."""
+        ps = ParameterServer(**server)
+        clock = ps.join(0).clock
+        size = ps.w.numel()
+        grad = np.full(size, 1e-7, np.float32)
+        push, reply, replica = (np.empty(size, np.float32) for _ in range(3))
 
         def round_trip() -> None:
-            np.copyto(frame, grad)
-            rule.apply(frame, 64, 0, 0, None, set())
-            np.copyto(frame, rule.w.numpy())
-            np.copyto(replica, frame)
+            nonlocal clock
+            np.copyto(push, grad)
+            ps.submit(0, Contribution(clock, ps.version, push, 64, 1.0))
+            np.copyto(reply, ps.reply(0, copy=False).weights)
+            np.copyto(replica, reply)
+            clock += 1
 
         return _per_second(round_trip, start_at, seconds) * 2 * 4 * size / 1e9
 
@@ -88,17 +93,20 @@ def _per_second(step: Callable[[], None], start_at: float, seconds: float) -> fl
     return done / (time.perf_counter() - t0)
 
 
-def together_gb_per_s(size: int, processes: int, seconds: float, round_trips: bool = False,
+def together_gb_per_s(size: int, processes: int, seconds: float,
+                      server: Callable[[int], dict] | None = None,
                       timeout_s: float = 60.0) -> float:
-    """The GB/s in all of `processes` processes streaming memory at once: copies of `size`
-    floats each, or with `round_trips` a round trip's passes on size / processes parameters
-    each, as shards split them (`MemoryProbe`)."""
+    """The GB/s in all of `processes` processes streaming memory at once (`MemoryProbe`):
+    copies of `size` floats each or, given `server` (the `ParameterServer` settings for n
+    parameters), round trips' passes against a server of size / processes parameters each, as
+    shards split them."""
     probes = [ray.remote(num_cpus=0)(MemoryProbe).remote() for _ in range(processes)]
     try:
         ray.get([p.ready.remote() for p in probes], timeout=timeout_s)
+        share = None if server is None else server(-(-size // processes))
         start_at = time.time() + 0.5
-        runs = [p.run_round_trips.remote(-(-size // processes), start_at, seconds)
-                if round_trips else p.run.remote(size, start_at, seconds) for p in probes]
+        runs = [p.run.remote(size, start_at, seconds) if share is None
+                else p.run_round_trips.remote(share, start_at, seconds) for p in probes]
         return sum(ray.get(runs, timeout=seconds + timeout_s))
     finally:
         for p in probes:

@@ -49,10 +49,18 @@ def test_push_probes_measure_one_servers_capacity(ray_local, transport):
 
 
 def test_memory_probes_stream_at_once(ray_local):
+    from hetsync.bench.capacity import _server_args
     from hetsync.cluster.probes import together_gb_per_s
 
-    assert together_gb_per_s(10_000, processes=2, seconds=0.2) > 0.01
-    assert together_gb_per_s(10_000, processes=2, seconds=0.2, round_trips=True) > 0.01
+    sizes = []
+
+    def server(n):
+        sizes.append(n)
+        return _server_args(n, 1)["server"]
+
+    assert together_gb_per_s(10_000, processes=2, seconds=0.2) > 0
+    assert together_gb_per_s(10_001, processes=2, seconds=0.2, server=server) > 0
+    assert sizes == [5001]  # each process streams its shard's share
 
 
 def test_ddp_with_batches_in_proportion_to_speed_trains_the_same_global_batch():

@@ -53,17 +53,25 @@ def test_the_capacity_suite_times_the_update_and_a_memory_copy_in_process():
     assert 0 < update_s(100_000, calls=3) < 1.0 and UPDATE_BYTES_PER_PARAM == 20
 
 
-def test_a_round_trips_memory_passes_run_without_a_server(monkeypatch):
-    import time
+def test_a_round_trips_memory_passes_run_against_a_server_in_process(monkeypatch):
+    import numpy as np
 
-    from hetsync.cluster.probes import MemoryProbe
-    from hetsync.core.updates import SgdRule
+    from hetsync.bench.capacity import _server_args
+    from hetsync.cluster import probes
 
-    applied = []
-    step = SgdRule.apply
-    monkeypatch.setattr(SgdRule, "apply", lambda self, *a: applied.append(a[1]) or step(self, *a))
-    assert MemoryProbe().run_round_trips(10_000, time.time(), seconds=0.05) > 0.01
-    assert len(applied) >= 2 and set(applied) == {64}  # the update of each round trip ran
+    trips = []
+    monkeypatch.setattr(probes, "_per_second", lambda step, start_at, seconds: trips.append(
+        [step() for _ in range(3)]) or 2.0)  # 2 round trips a second
+    copies = []
+    copy = np.copyto
+    monkeypatch.setattr(probes.np, "copyto", lambda dst, src: copies.append(
+        (dst, np.array(src))) or copy(dst, src))
+    gb_per_s = probes.MemoryProbe().run_round_trips(_server_args(1000, 1)["server"], 0.0, 1.0)
+    assert gb_per_s == 2.0 * 2 * 4 * 1000 / 1e9 and len(trips) == 1
+    assert len(copies) == 3 * 3  # a round trip: the gradient in, the weights out, the landing
+    grad, weights, landed = (c for _, c in copies[-3:])
+    assert np.all(grad == np.float32(1e-7)) and np.all(landed == weights)
+    assert np.all(weights < 0) and np.all(weights < copies[-5][1])  # each trip stepped
 
 
 def test_a_suite_takes_its_run_settings_from_a_file_and_refuses_the_others():
@@ -289,7 +297,10 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     assert "bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: 4.00x, " \
            "n/a)" in report
     assert s["ssp_idpa_samples_to_target"] == 5050.0 and "samples trained" not in report
-    assert "the same runs read at every" not in report
+    assert ("- the same runs read at 15 snapshots a run, as the invocations before the "
+            "eleventh: bsp_uniform / ssp_idpa = n/a (a run did not reach the target) (per seed: "
+            "4.00x, n/a); samples to 0.95 so read (means of the runs that reached it): "
+            "bsp_uniform 16000, ssp_idpa 10100") in report
     late = next(r for r in b.rows if r["case"] == "bsp_uniform" and r["seed"] == 1)
     late.update(time_to_target_s=12.0, samples_to_target=6000.0, coarse_time_to_target_s=18.0,
                 coarse_samples_to_target=14000.0)
@@ -298,9 +309,11 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
     assert ("- samples trained to 0.95 (means of the seeds): bsp_uniform 7000, ssp_idpa 5050 "
             "(ssp_idpa / bsp_uniform 0.72x); throughput over the whole runs, ssp_idpa / "
             "bsp_uniform 1.89x") in report
-    assert ("- the same runs read at every 4th snapshot (15 a run, as the invocations before "
-            "the eleventh): bsp_uniform / ssp_idpa = 2.67x (per seed: 4.00x, 1.71x); samples "
-            "to 0.95: bsp_uniform 15000, ssp_idpa 10100") in report
+    assert s["ssp_idpa_coarse_time_to_target_s"] == 9.0
+    assert ("- the same runs read at 15 snapshots a run, as the invocations before the "
+            "eleventh: bsp_uniform / ssp_idpa = 2.67x (per seed: 4.00x, 1.71x); samples to 0.95 "
+            "so read (means of the runs that reached it): bsp_uniform 15000, ssp_idpa 10100") \
+        in report
     # a run whose loss diverged is a row (accuracy 0, no throughput), not the end of the suite
     from hetsync.bench.harness import attempt
     from hetsync.errors import DivergedError
@@ -314,15 +327,24 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
            in het._report(b, het.summarize(b))
 
 
-def test_a_time_to_target_read_at_a_coarser_grid_is_the_first_of_every_kth_reading():
+def test_a_time_to_target_read_at_a_coarser_grid_takes_the_snapshots_that_grid_would():
     from hetsync.bench.harness import reached
 
-    readings = [{"wall_time_s": t, "samples": 100 * t, "val_accuracy": a}
-                for t, a in enumerate((0.5, 0.96, 0.97, 0.96, 0.99, 0.98), start=1)]
-    assert reached(readings, 0.97) == {"time_to_target_s": 3, "samples_to_target": 300}
-    assert reached(readings, 0.97, stride=2) == {"time_to_target_s": 6, "samples_to_target": 600}
-    assert reached(readings, 0.97, stride=3)["time_to_target_s"] == 3
-    assert reached(readings, 0.995) == {"time_to_target_s": None, "samples_to_target": None}
+    def readings(marks, accs):
+        return [{"iterations": it, "wall_time_s": it / 10, "samples": 64 * it, "val_accuracy": a}
+                for it, a in zip(marks, accs, strict=True)]
+
+    # BSP's rounds of 4 pushes: snapshots every 50 iterations fall at 52, 100, 152, 200, ...
+    bsp = readings((52, 100, 152, 200, 252, 300, 352, 400), (0.5, 0.9, 0.97, 0.96, 0.98, 0.99,
+                                                              0.99, 0.99))
+    assert reached(bsp, 0.97) == {"time_to_target_s": 15.2, "samples_to_target": 64 * 152}
+    assert reached(bsp, 0.97, every=100) == {"time_to_target_s": 30.0, "samples_to_target": 64 * 300}
+    assert reached(bsp, 0.97, every=200)["samples_to_target"] == 64 * 400
+    assert reached(bsp, 0.995, every=200) == {"time_to_target_s": None, "samples_to_target": None}
+    # a push that spans several of the coarse grid's marks still yields one snapshot of it
+    jumps = readings((4, 8, 12, 16), (0.97, 0.5, 0.97, 0.99))
+    assert reached(jumps, 0.97, every=6)["samples_to_target"] == 64 * 12  # 8 and 12 count, 4 not
+    assert reached(jumps, 0.98, every=6)["time_to_target_s"] is None  # 16 is no new mark of 6
     assert reached(None, 0.97)["samples_to_target"] is None  # a diverged run has no readings
 
 
