@@ -10,7 +10,8 @@ default, frames in shared memory on one node; the summary keys hold its figures)
 (whole frames through gloo's sockets, as between nodes) and Ray calls; (d) 11.2 M parameters by number of server
 shards, K = 1, 2, 4 (gloo), beside the memory copy rate of one and of two processes copying
 at once, and a round trip's memory passes without transport on all the parameters in one
-process and on half each in two at once (what a second shard can add on one node); (e) what Ray's own
+process and on half each in two at once (what a second shard can add on one node), all of
+them in rounds side by side (`SHARD_ROUNDS`); (e) what Ray's own
 processes (GCS, raylet, autoscaler monitor, dashboard head and agent, runtime-env agent, log
 monitor) cost: their CPU while a 4-worker run trains, from /proc (Linux).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +50,7 @@ KEYS = ("memcpy_gb_per_s", "empty_call_ms", "round_trip_ms_lenet5",
         "round_trip_passes_gb_per_s_11m_k1", "round_trip_passes_gb_per_s_11m_k2")
 BUDGETS = (Budget(600, 0.9, 1, evaluations=1), Budget(3000, 0.97, 1, evaluations=1))  # (e)
 RUN_SETTINGS = ()  # the data plane at fixed sizes: no run settings apply
+SHARD_ROUNDS = (1, 4)  # (quick, full): rounds of (d), each K and reference side by side
 UPDATE_BYTES_PER_PARAM = 20  # SGD with momentum reads g, buf, w and writes buf, w: 5 x 4 bytes
 
 
@@ -215,23 +218,7 @@ def run(b: Bench) -> list[Path]:
                 b.rows.append({"suite": "capacity", "part": "one shard, lenet5",
                                "case": f"{clients} clients", **capacity[-1]})
                 print(b.rows[-1], flush=True)
-        for processes in (1, 2):
-            key = f"memcpy_sustained_gb_per_s_{processes}_process" + "es" * (processes > 1)
-            summary[key] = together_gb_per_s(SIZES["11m"], processes, seconds)
-            b.rows.append({"suite": "capacity", "part": "11m by shards",
-                           "case": f"memcpy, {processes} at once", "gb_per_s": summary[key]})
-            key = f"round_trip_passes_gb_per_s_11m_k{processes}"
-            summary[key] = together_gb_per_s(SIZES["11m"], processes, seconds,
-                                             server=lambda n: _server_args(n, 1)["server"])
-            b.rows.append({"suite": "capacity", "part": "11m by shards",
-                           "case": f"round trips' passes, K={processes}",
-                           "push_pull_gb_per_s": summary[key]})
-        sharded = {1: trips[DEFAULT, "11m"]}
-        for shards in (2, 4):
-            sharded[shards] = round_trip(SIZES["11m"], calls["11m"], DEFAULT, shards)
-            b.rows.append({"suite": "capacity", "part": "11m by shards", "case": f"K={shards}",
-                           **sharded[shards]})
-            print(b.rows[-1], flush=True)
+        shard_rounds = _by_shards(b, calls["11m"], seconds)
         cores = ray_processes(b) if Path("/proc/self/stat").exists() else {}
         for kind, share in cores.items():
             b.rows.append({"suite": "capacity", "part": "Ray's processes", "case": kind,
@@ -243,15 +230,43 @@ def run(b: Bench) -> list[Path]:
         "worker_cpu_ms_per_push_lenet5": lenet["worker_cpu_ms_per_push"],
         "pushes_per_s_one_shard_lenet5": max(c["pushes_per_s"] for c in capacity
                                              if c["transport"] == DEFAULT),
-        "push_pull_gb_per_s_11m_k1": big["push_pull_gb_per_s"],
-        "push_pull_gb_per_s_11m_k2": sharded[2]["push_pull_gb_per_s"],
-        "push_pull_gb_per_s_11m_k4": sharded[4]["push_pull_gb_per_s"],
         "server_update_gb_per_s_11m": big["update_gb_per_s"],
+        **{key: statistics.fmean(r[key] for r in shard_rounds) for key in shard_rounds[0]},
     })
     summary = {k: summary[k] for k in KEYS}
     (b.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return [b.out / "summary.json", _chart(b, trips, capacity),
-            write(b.out / "report.md", _report(b, summary, trips, capacity, cores))]
+            write(b.out / "report.md", _report(b, summary, trips, capacity, cores,
+                                               shard_rounds))]
+
+
+def _by_shards(b: Bench, calls: int, seconds: float) -> list[dict[str, float]]:
+    """(d) in SHARD_ROUNDS rounds, each measuring K = 1, 2 and 4 and the memory references
+    one after the other, so that a ratio compares measurements minutes apart at most (this
+    machine's copy rate of two processes over one read 1.15x to 1.79x across invocations
+    of one day): per round, summary.json's shard and memory keys."""
+    rounds = []
+    for i in range(SHARD_ROUNDS[not b.quick]):
+        got: dict[str, float] = {}
+        for shards in (1, 2, 4):
+            trip = round_trip(SIZES["11m"], calls, DEFAULT, shards)
+            got[f"push_pull_gb_per_s_11m_k{shards}"] = trip["push_pull_gb_per_s"]
+            b.rows.append({"suite": "capacity", "part": "11m by shards", "case": f"K={shards}",
+                           "round": i, **trip})
+            print(b.rows[-1], flush=True)
+        for processes in (1, 2):
+            key = f"memcpy_sustained_gb_per_s_{processes}_process" + "es" * (processes > 1)
+            got[key] = together_gb_per_s(SIZES["11m"], processes, seconds)
+            b.rows.append({"suite": "capacity", "part": "11m by shards", "round": i,
+                           "case": f"memcpy, {processes} at once", "gb_per_s": got[key]})
+            key = f"round_trip_passes_gb_per_s_11m_k{processes}"
+            got[key] = together_gb_per_s(SIZES["11m"], processes, seconds,
+                                         server=lambda n: _server_args(n, 1)["server"])
+            b.rows.append({"suite": "capacity", "part": "11m by shards", "round": i,
+                           "case": f"round trips' passes, K={processes}",
+                           "push_pull_gb_per_s": got[key]})
+        rounds.append(got)
+    return rounds
 
 
 def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
@@ -279,9 +294,12 @@ def _chart(b: Bench, trips: dict, capacity: list[dict]) -> Path:
 
 
 def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
-            cores: dict[str, float]) -> str:
+            cores: dict[str, float], rounds: list[dict[str, float]]) -> str:
     def fmt(v: float | None, d: int = 2, none: str = "not measured"):
         return none if v is None else f"{v:.{d}f}"
+
+    def by_round(a: str, over: str) -> str:
+        return ", ".join(f"{r[a] / r[over]:.2f}x" for r in rounds)
 
     one = summary["memcpy_sustained_gb_per_s_1_process"]
     two = summary["memcpy_sustained_gb_per_s_2_processes"]
@@ -320,7 +338,15 @@ def _report(b: Bench, summary: dict, trips: dict, capacity: list[dict],
             "for before its first push (the others go on).\n\n"
             "## 11.2 M parameters by server shards\n\n"
             "The client copies each shard's part of a push and of a reply on a thread of its "
-            "own, while the shards update in parallel.\n\n"
+            f"own, while the shards update in parallel. Means of {len(rounds)} round(s), each "
+            "measuring every line below one after the other; K = 2 / K = 1 by round: "
+            + by_round("push_pull_gb_per_s_11m_k2", "push_pull_gb_per_s_11m_k1")
+            + "; two copying processes / one by round: "
+            + by_round("memcpy_sustained_gb_per_s_2_processes",
+                       "memcpy_sustained_gb_per_s_1_process")
+            + "; the passes of K = 2 / K = 1 by round: "
+            + by_round("round_trip_passes_gb_per_s_11m_k2", "round_trip_passes_gb_per_s_11m_k1")
+            + ".\n\n"
             f"- K = 1: {fmt(summary['push_pull_gb_per_s_11m_k1'])} GB/s push+pull\n"
             f"- K = 2: {fmt(summary['push_pull_gb_per_s_11m_k2'])}\n"
             f"- K = 4: {fmt(summary['push_pull_gb_per_s_11m_k4'])}\n"

@@ -74,6 +74,37 @@ def test_a_round_trips_memory_passes_run_against_a_server_in_process(monkeypatch
     assert np.all(weights < 0) and np.all(weights < copies[-5][1])  # each trip stepped
 
 
+def test_the_shard_measurements_come_in_rounds_side_by_side(tmp_path, monkeypatch):
+    from hetsync.bench import capacity
+    from hetsync.bench.harness import _bench
+
+    order = []
+
+    def trip(size, calls, transport, shards):
+        order.append(f"K={shards}")
+        return {"push_pull_gb_per_s": {1: 5.0, 2: 6.5 + len(order) / 10, 4: 5.5}[shards]}
+
+    def together(size, processes, seconds, server=None):
+        order.append(("passes" if server else "copies") + f" {processes}")
+        return {1: 10.0, 2: 13.0}[processes] * (0.5 if server else 1.0)
+
+    monkeypatch.setattr(capacity, "round_trip", trip)
+    monkeypatch.setattr(capacity, "together_gb_per_s", together)
+    b = _bench("capacity", tmp_path, None, quick=False, settings={})
+    rounds = capacity._by_shards(b, calls=1, seconds=0.1)
+    assert len(rounds) == capacity.SHARD_ROUNDS[1] == 4
+    assert order[:7] == ["K=1", "K=2", "K=4", "copies 1", "passes 1", "copies 2", "passes 2"]
+    assert order[7] == "K=1"  # the next round measures every K again
+    assert rounds[0] == {"push_pull_gb_per_s_11m_k1": 5.0, "push_pull_gb_per_s_11m_k2": 6.7,
+                         "push_pull_gb_per_s_11m_k4": 5.5,
+                         "memcpy_sustained_gb_per_s_1_process": 10.0,
+                         "round_trip_passes_gb_per_s_11m_k1": 5.0,
+                         "memcpy_sustained_gb_per_s_2_processes": 13.0,
+                         "round_trip_passes_gb_per_s_11m_k2": 6.5}
+    assert [r["push_pull_gb_per_s_11m_k2"] for r in rounds] == [6.7, 7.4, 8.1, 8.8]
+    assert sum(r["part"] == "11m by shards" for r in b.rows) == 4 * 7
+
+
 def test_a_suite_takes_its_run_settings_from_a_file_and_refuses_the_others():
     import pytest
 
