@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from hetsync.bench.harness import reached
 from hetsync.cluster.peer_ps import ray_ps_run
 from hetsync.config import TrainConfig
 from hetsync.core.devices import compute_process
@@ -29,7 +28,7 @@ from hetsync.data import ArrayData, load_dataset
 from hetsync.emulation import StepPacer, emulated_cluster
 from hetsync.errors import ClusterError
 from hetsync.models import build_model, resolve_model
-from hetsync.run.evaluation import Evaluator
+from hetsync.run.evaluation import Evaluator, reached
 
 
 def _summarise(cfg: TrainConfig, cluster, snaps, wall: float, samples: int, val: ArrayData):

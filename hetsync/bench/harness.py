@@ -334,22 +334,6 @@ def sweep_key(row: dict, lr: float, momentum: float, snapshot_samples: float) ->
     return (0, row["final_val_accuracy"] or 0.0, gentle)
 
 
-def reached(readings: list[dict] | None, target: float, every: int | None = None) -> dict:
-    """`time_to_target_s` and `samples_to_target` of the first reading at or above `target`,
-    None where none is. With `every`, only the readings that a run evaluating every `every`
-    iterations would have taken count (the first at or past each multiple of `every`, as the
-    server and the peers take snapshots): the same run read at a coarser grid. `readings`: a
-    run's validated snapshots in order, each with its iterations, wall_time_s, samples and
-    val_accuracy."""
-    before = 0
-    for r in readings or []:
-        taken = every is None or r["iterations"] // every > before // every
-        before = r["iterations"]
-        if taken and r["val_accuracy"] >= target:
-            return {"time_to_target_s": r["wall_time_s"], "samples_to_target": r["samples"]}
-    return {"time_to_target_s": None, "samples_to_target": None}
-
-
 def attempt(run: Callable[[TrainConfig], dict], cfg: TrainConfig) -> dict:
     """`run(cfg)`'s summary or, where the training loss stopped being finite, a result that
     says so (accuracy 0, no throughput): one diverging run is a row of the report, not the end

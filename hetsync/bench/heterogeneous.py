@@ -38,7 +38,6 @@ from hetsync.bench.harness import (
     attempt,
     paced_steps,
     ratio,
-    reached,
     save,
     speeds_for,
     write,
@@ -50,6 +49,7 @@ from hetsync.core.partitioning import proportional_batches
 from hetsync.data import load_dataset
 from hetsync.emulation import StepPacer, emulated_cluster
 from hetsync.models import build_model, resolve_model
+from hetsync.run.evaluation import reached
 from hetsync.run.train import train
 
 # (quick, full). Five seeds in full mode: with three, SSP+IDPA's time to 0.97 over BSP+uniform's

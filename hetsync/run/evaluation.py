@@ -35,6 +35,22 @@ def evaluate(model: nn.Module, data: ArrayData, batch_size: int = 1000) -> tuple
     return loss / len(data), correct / len(data)
 
 
+def reached(readings: list[dict] | None, target: float, every: int | None = None) -> dict:
+    """`time_to_target_s` and `samples_to_target` of the first reading at or above `target`,
+    None where none is. With `every`, only the readings that a run evaluating every `every`
+    iterations would have taken count (the first at or past each multiple of `every`, as the
+    server and the peers take snapshots): the same run read at a coarser grid. `readings`: a
+    run's validated snapshots in order, each with its iterations, wall_time_s, samples and
+    val_accuracy."""
+    before = 0
+    for r in readings or []:
+        taken = every is None or r["iterations"] // every > before // every
+        before = r["iterations"]
+        if taken and r["val_accuracy"] >= target:
+            return {"time_to_target_s": r["wall_time_s"], "samples_to_target": r["samples"]}
+    return {"time_to_target_s": None, "samples_to_target": None}
+
+
 class Evaluator:
     """One model to load snapshots into, and the validation data."""
 

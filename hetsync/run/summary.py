@@ -7,6 +7,7 @@ from typing import Any
 
 from hetsync.core.wire import Status
 from hetsync.core.worker import WorkerReport
+from hetsync.run.evaluation import reached
 
 
 def build_summary(cfg, status: Status, reports: list[WorkerReport], wall: float,
@@ -31,8 +32,8 @@ def build_summary(cfg, status: Status, reports: list[WorkerReport], wall: float,
         "time_to_target_s": time_to_target,
         # the samples trained by the first snapshot at the target: time to target over
         # throughput, what the consistency model costs in statistical efficiency
-        "samples_to_target": next((r["samples"] for r in records if r["kind"] == "eval"
-                                   and r["val_accuracy"] >= cfg.output.target_accuracy), None),
+        "samples_to_target": reached([r for r in records if r["kind"] == "eval"],
+                                     cfg.output.target_accuracy)["samples_to_target"],
         "max_staleness_observed": status.max_staleness_observed,
         "max_version_lag": status.max_version_lag,
         "throughput_samples_per_s": status.samples / wall if wall > 0 else 0.0,

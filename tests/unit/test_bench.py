@@ -359,7 +359,7 @@ def test_the_heterogeneous_summary_is_the_mean_over_seeds(tmp_path):
 
 
 def test_a_time_to_target_read_at_a_coarser_grid_takes_the_snapshots_that_grid_would():
-    from hetsync.bench.harness import reached
+    from hetsync.run.evaluation import reached
 
     def readings(marks, accs):
         return [{"iterations": it, "wall_time_s": it / 10, "samples": 64 * it, "val_accuracy": a}
