@@ -14,7 +14,7 @@
   its own learning rate and momentum from the same sweep (`Bench.tune`, in the report);
 - (full mode) SSP+IDPA and AGWU+IDPA with worker 3 four times slower from 9 s to 19 s.
 
-Each system is tuned once, then run with every seed of the budget (5 in full mode), seeds
+Each system is tuned once, then run with every seed of the budget (10 in full mode), seeds
 interleaved across systems so that a slow spell of the machine falls on all of them; runs of
 one system on this 2-core machine vary by several percent (docs/allocation.md), so the
 summary gives means. Writes results.csv, report.md, a chart, and summary.json (keys read by
@@ -52,9 +52,11 @@ from hetsync.models import build_model, resolve_model
 from hetsync.run.evaluation import reached
 from hetsync.run.train import train
 
-# (quick, full). Five seeds in full mode: with three, SSP+IDPA's time to 0.97 over BSP+uniform's
-# read 1.85x, 1.94x and 2.63x by seed (docs/benchmarks-heterogeneous-ninth/)
-BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 5))
+# (quick, full). Ten seeds in full mode: with three, SSP+IDPA's time to 0.97 over BSP+uniform's
+# read 1.85x, 1.94x and 2.63x by seed (docs/benchmarks-heterogeneous-ninth/); with five, 1.77x
+# to 2.98x, a standard error of about 0.2 on the ratio of the means, 2.25x
+# (docs/benchmarks-heterogeneous-eleventh/). Each seed's round takes about 4 minutes.
+BUDGETS = (Budget(1500, 0.95, 1), Budget(3000, 0.97, 10))
 MAIN = "speeds 1,1,2,4"
 CEILING = "ceiling"  # the part of the ceiling's rows: one a seed, before that seed's runs
 NODES_ALONE = "emulated nodes alone"  # the ceiling's case

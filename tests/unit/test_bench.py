@@ -263,6 +263,36 @@ def test_the_sweep_tries_every_momentum_at_the_same_steps():
     assert sweep_key(row, 0.006, 0.9, 1000) == sweep_key(row, 0.06, 0.0, 1000)
 
 
+def test_the_sweep_stops_at_the_first_step_that_ranks_no_higher_than_a_gentler_one(tmp_path):
+    """Steps from the gentlest up, every momentum of one before the next: a step none of
+    whose points ranks above the best so far ends the sweep, and the report names the steps
+    left untried; a system that still gains at a bolder step goes on to it."""
+    from hetsync.bench.harness import SWEEP, _bench
+
+    settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
+    b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
+    seen = {"falls": [], "climbs": []}
+
+    def run_for(case, accuracy_by_step):
+        def run(cfg):
+            step = round(cfg.update.lr / (1 - cfg.update.momentum), 9)
+            seen[case].append(step)
+            return {"final_val_accuracy": accuracy_by_step[step], "wall_time_s": 1.0}
+        return run
+
+    # best at 0.06; 0.2 ends lower at every momentum, so 0.6 is never run
+    falls = b.tune("falls", run_for("falls", {0.02: 0.9, 0.06: 0.95, 0.2: 0.5, 0.6: 0.99}))
+    assert falls == {"lr": 0.06, "momentum": 0.0}
+    assert seen["falls"] == [s for s in SWEEP[0][:3] for _ in SWEEP[1] for _ in range(2)]
+    # higher at every step: all four tried, the boldest chosen
+    climbs = b.tune("climbs", run_for("climbs", {0.02: 0.9, 0.06: 0.92, 0.2: 0.94, 0.6: 0.96}))
+    assert climbs == {"lr": 0.6, "momentum": 0.0}
+    assert sorted(set(seen["climbs"])) == list(SWEEP[0])
+    assert b.untried == {"falls": [0.6]}
+    assert "Not tried, since no point of the step before them ranked above a gentler step's " \
+        "best: falls steps 0.6." in b.sweep_table()
+
+
 def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
     """lr 0.02, momentum 0.9 reaches the target first on seed 1000 and not at all on 1001;
     lr 0.03, momentum 0.5 reaches it on both, later: the second is chosen."""
@@ -282,7 +312,8 @@ def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
                 "time_to_target_s": samples and samples / 1000, "wall_time_s": 10.0}
 
     assert b.tune("s", run) == {"lr": 0.03, "momentum": 0.5}
-    assert sorted(seen) == sorted((round(step * (1 - m), 10), m, seed) for step in SWEEP[0]
+    # every point of steps 0.02, 0.06 and 0.2 on both seeds; 0.2 ranked below 0.06: 0.6 untried
+    assert sorted(seen) == sorted((round(step * (1 - m), 10), m, seed) for step in SWEEP[0][:3]
                                   for m in SWEEP[1] for seed in (SWEEP_SEED, SWEEP_SEED + 1))
     table = b.sweep_table()
     assert "2 run(s) of the budget per point (seeds from 1000), a point ranked by its worst" \
