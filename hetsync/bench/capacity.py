@@ -106,13 +106,16 @@ def _update_s(size: int, calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def round_trip(size: int, calls: int, transport: str, shards: int = 1) -> dict[str, float]:
-    """One client (this process, on one thread as a worker) against the server's shards."""
+def round_trip(size: int, calls: int, transport: str, shards: int = 1,
+               with_update: bool = True) -> dict[str, float]:
+    """One client (this process, on one thread as a worker) against the server's shards;
+    `with_update` adds the server's update timed in-process, to split its CPU per push."""
     with one_thread():
-        return _round_trip(size, calls, transport, shards)
+        return _round_trip(size, calls, transport, shards, with_update)
 
 
-def _round_trip(size: int, calls: int, transport: str, shards: int) -> dict[str, float]:
+def _round_trip(size: int, calls: int, transport: str, shards: int,
+                with_update: bool) -> dict[str, float]:
     server = ServerHandle(60.0, **_server_args(size, 1), shards=shards)
     # The replies end in a replica's weights, as a worker's do: copied there by the gloo
     # client (FlatModel.landing), else by the worker's load (Worker.load), as here
@@ -140,13 +143,16 @@ def _round_trip(size: int, calls: int, transport: str, shards: int) -> dict[str,
     finally:
         client.close()
         server.kill()
-    update = update_s(size, max(3, calls // 3))
-    return {"transport": transport, "shards": shards, "params": size,
+    trip = {"transport": transport, "shards": shards, "params": size,
             "round_trip_ms": 1000 * total,
             "worker_cpu_ms_per_push": 1000 * worker_cpu,
-            "server_cpu_ms_per_push": 1000 * server_cpu, "server_update_ms": 1000 * update,
+            "server_cpu_ms_per_push": 1000 * server_cpu,
+            "push_pull_gb_per_s": 2 * 4 * size / total / 1e9}
+    if not with_update:
+        return trip
+    update = update_s(size, max(3, calls // 3))
+    return {**trip, "server_update_ms": 1000 * update,
             "server_transport_cpu_ms": 1000 * max(0.0, server_cpu - update),
-            "push_pull_gb_per_s": 2 * 4 * size / total / 1e9,
             "update_gb_per_s": UPDATE_BYTES_PER_PARAM * size / update / 1e9}
 
 
@@ -249,7 +255,7 @@ def _by_shards(b: Bench, calls: int, seconds: float) -> list[dict[str, float]]:
     for i in range(SHARD_ROUNDS[not b.quick]):
         got: dict[str, float] = {}
         for shards in (1, 2, 4):
-            trip = round_trip(SIZES["11m"], calls, DEFAULT, shards)
+            trip = round_trip(SIZES["11m"], calls, DEFAULT, shards, with_update=False)
             got[f"push_pull_gb_per_s_11m_k{shards}"] = trip["push_pull_gb_per_s"]
             b.rows.append({"suite": "capacity", "part": "11m by shards", "case": f"K={shards}",
                            "round": i, **trip})

@@ -183,17 +183,18 @@ class Bench:
     def tune(self, case: str, run: Callable[[TrainConfig], dict], **settings: Any) -> dict:
         """A system's own learning rate and momentum, from the sweep every system of the
         suite gets (`SWEEP`, a run of the suite's budget per point on each of `sweep_seeds`
-        seeds from `SWEEP_SEED`, every run recorded under part "sweep"): the point whose worst
-        run `sweep_key` ranks highest, so that a setting that reaches the target on one seed
+        seeds from `SWEEP_SEED`, every run recorded under part "sweep"): of the points tried, the
+        one whose worst run `sweep_key` ranks highest, so that a setting that reaches the target on one seed
         and not on another loses to one that reaches it on both. Settings the --config file
         fixes are kept, not swept (with both fixed there is no sweep). `run` trains one config
         and returns its summary.
 
         Steps go from the gentlest up, every momentum at one step before the next; once no
         point of a step ranks above the gentler steps' best, the bolder steps are not tried
-        (`untried`): in the eleventh heterogeneous invocation every system but AGWU ranked
-        lower at 0.2 than at 0.06, and 25 of the 36 runs at 0.6 then ended at chance or
-        diverged, 13 of the sweep's 78 minutes.
+        (`untried`; where --config fixes the lr, each momentum is a step of its own): in the
+        eleventh heterogeneous invocation every system but AGWU ranked lower at 0.2 than at
+        0.06, and then 25 of the 36 runs at 0.6 ended at chance or diverged, 13 of the 54
+        minutes the sweep's runs trained (78 minutes in all, with each run's start-up).
 
         At the full budget, not a short one: at a fifth of it, lr 0.01 and momentum 0.9 won
         SSP+IDPA's sweep twice (by its final accuracy at 600 iterations), and then none of its
@@ -251,8 +252,8 @@ class Bench:
             text = [f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells]
             out += "| " + " | ".join(f"**{t}**" if chosen else t for t in text) + " |\n"
         if self.untried:
-            out += ("\nNot tried, since no point of the step before them ranked above a gentler "
-                    "step's best: " + "; ".join(f"{case} steps {', '.join(f'{x:g}' for x in steps)}"
+            out += ("\nNot tried, since no point of the step before them ranked above the "
+                    "gentler steps' best: " + "; ".join(f"{case} steps {', '.join(f'{x:g}' for x in steps)}"
                                                for case, steps in self.untried.items()) + ".\n")
         return out + "\n"
 

@@ -80,7 +80,8 @@ def test_the_shard_measurements_come_in_rounds_side_by_side(tmp_path, monkeypatc
 
     order = []
 
-    def trip(size, calls, transport, shards):
+    def trip(size, calls, transport, shards, with_update):
+        assert not with_update  # the rounds use no update timed in-process
         order.append(f"K={shards}")
         return {"push_pull_gb_per_s": {1: 5.0, 2: 6.5 + len(order) / 10, 4: 5.5}[shards]}
 
@@ -228,7 +229,7 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
-    # snapshots every 33 iterations of 16 samples: 4000, 4030 and 3990 are one snapshot's
+    # snapshots every 8 iterations of 16 samples: 4000, 4030 and 3990 are one snapshot's
     outcome = {(0.01, 0.5): (0.99, 9000, 9.0), (0.03, 0.5): (0.97, 4030, 4.1),
                (0.2, 0.0): (0.97, 4000, 4.2), (0.006, 0.9): (0.97, 3990, 3.9),
                (0.06, 0.0): (0.97, 3995, 4.4), (0.02, 0.9): (0.999, None, None)}
@@ -240,6 +241,7 @@ def test_the_sweep_chooses_the_fewest_samples_to_target_then_the_gentler_step(tm
 
     # step 0.06 against 0.2; at 0.06, momentum 0 before 0.5 and 0.9
     assert b.tune("s", run) == {"lr": 0.06, "momentum": 0.0}
+    assert b.untried == {"s": [0.6]}  # 0.2 reached it at the same snapshot: no better
     table = b.sweep_table()
     assert "| **s** | **0.06** | **0** | **3995** | **4.4** | **0.97** | **10** |" in table
     assert "| s | 0.02 | 0.9 | not reached | not reached | 0.999 | 10 |" in table
@@ -270,14 +272,16 @@ def test_the_sweep_stops_at_the_first_step_that_ranks_no_higher_than_a_gentler_o
     from hetsync.bench.harness import SWEEP, _bench
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
-    b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings)
-    seen = {"falls": [], "climbs": []}
+    b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings, sweep_seeds=2)
+    seen = {"falls": [], "climbs": [], "last momentum": [], "early": []}
 
     def run_for(case, accuracy_by_step):
         def run(cfg):
             step = round(cfg.update.lr / (1 - cfg.update.momentum), 9)
             seen[case].append(step)
-            return {"final_val_accuracy": accuracy_by_step[step], "wall_time_s": 1.0}
+            accuracy = accuracy_by_step.get((step, cfg.update.momentum),
+                                            accuracy_by_step.get(step))
+            return {"final_val_accuracy": accuracy, "wall_time_s": 1.0}
         return run
 
     # best at 0.06; 0.2 ends lower at every momentum, so 0.6 is never run
@@ -288,9 +292,16 @@ def test_the_sweep_stops_at_the_first_step_that_ranks_no_higher_than_a_gentler_o
     climbs = b.tune("climbs", run_for("climbs", {0.02: 0.9, 0.06: 0.92, 0.2: 0.94, 0.6: 0.96}))
     assert climbs == {"lr": 0.6, "momentum": 0.0}
     assert sorted(set(seen["climbs"])) == list(SWEEP[0])
-    assert b.untried == {"falls": [0.6]}
-    assert "Not tried, since no point of the step before them ranked above a gentler step's " \
-        "best: falls steps 0.6." in b.sweep_table()
+    # one momentum of a step above the best is enough (AGWU's 0.06, 0.9 in the eleventh)
+    last = b.tune("last momentum", run_for("last momentum", {
+        0.02: 0.9, 0.06: 0.95, 0.2: 0.5, (0.2, 0.9): 0.96, 0.6: 0.5, (0.6, 0.9): 0.97}))
+    assert last == {"lr": 0.06, "momentum": 0.9} and set(seen["last momentum"]) == set(SWEEP[0])
+    # a gentlest step that no bolder one beats leaves both bolder steps untried
+    early = b.tune("early", run_for("early", {0.02: 0.95, 0.06: 0.9, 0.2: 0.99, 0.6: 0.99}))
+    assert early == {"lr": 0.02, "momentum": 0.0} and set(seen["early"]) == {0.02, 0.06}
+    assert b.untried == {"falls": [0.6], "early": [0.2, 0.6]}
+    assert "Not tried, since no point of the step before them ranked above the gentler " \
+        "steps' best: falls steps 0.6; early steps 0.2, 0.6." in b.sweep_table()
 
 
 def test_with_several_sweep_seeds_a_point_is_ranked_by_its_worst_run(tmp_path):
