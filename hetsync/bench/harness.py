@@ -183,9 +183,9 @@ class Bench:
     def tune(self, case: str, run: Callable[[TrainConfig], dict], **settings: Any) -> dict:
         """A system's own learning rate and momentum, from the sweep every system of the
         suite gets (`SWEEP`, a run of the suite's budget per point on each of `sweep_seeds`
-        seeds from `SWEEP_SEED`, every run recorded under part "sweep"): of the points tried, the
-        one whose worst run `sweep_key` ranks highest, so that a setting that reaches the target on one seed
-        and not on another loses to one that reaches it on both. Settings the --config file
+        seeds from `SWEEP_SEED`, every run recorded under part "sweep"): of the points tried,
+        the one whose worst run `sweep_key` ranks highest, so that a setting that reaches the
+        target on one seed and not on another loses to one that reaches it on both. Settings the --config file
         fixes are kept, not swept (with both fixed there is no sweep). `run` trains one config
         and returns its summary.
 
@@ -210,7 +210,7 @@ class Bench:
             by_step.setdefault(step_of(lr, momentum), []).append((lr, momentum))
         steps = sorted(by_step)
         for i, step in enumerate(steps):
-            gentler = best[0] if best else None
+            improved = False  # did a point of this step rank above the gentler steps' best
             for lr, momentum in by_step[step]:
                 keys = []
                 for seed in range(SWEEP_SEED, SWEEP_SEED + self.sweep_seeds):
@@ -222,9 +222,9 @@ class Bench:
                                           cfg.output.eval_every * cfg.training.batch_size))
                 key = min(keys)
                 if best is None or key > best[0]:
-                    best = (key, {"lr": lr, "momentum": momentum})
-            if gentler is not None and best[0] == gentler and steps[i + 1:]:
-                self.untried[case] = steps[i + 1:]  # no point of this step did better
+                    best, improved = (key, {"lr": lr, "momentum": momentum}), True
+            if not improved and i + 1 < len(steps):
+                self.untried[case] = steps[i + 1:]
                 break
         self.tuned[case] = best[1]
         return best[1]
@@ -252,9 +252,10 @@ class Bench:
             text = [f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells]
             out += "| " + " | ".join(f"**{t}**" if chosen else t for t in text) + " |\n"
         if self.untried:
+            skipped = [f"{case} steps {', '.join(f'{step:g}' for step in steps)}"
+                       for case, steps in self.untried.items()]
             out += ("\nNot tried, since no point of the step before them ranked above the "
-                    "gentler steps' best: " + "; ".join(f"{case} steps {', '.join(f'{x:g}' for x in steps)}"
-                                               for case, steps in self.untried.items()) + ".\n")
+                    f"gentler steps' best: {'; '.join(skipped)}.\n")
         return out + "\n"
 
     def hetsync(self, part: str, case: str, seed: int, x: float | None = None,

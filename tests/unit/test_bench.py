@@ -269,7 +269,7 @@ def test_the_sweep_stops_at_the_first_step_that_ranks_no_higher_than_a_gentler_o
     """Steps from the gentlest up, every momentum of one before the next: a step none of
     whose points ranks above the best so far ends the sweep, and the report names the steps
     left untried; a system that still gains at a bolder step goes on to it."""
-    from hetsync.bench.harness import SWEEP, _bench
+    from hetsync.bench.harness import SWEEP, _bench, step_of
 
     settings = {"iterations": 500, "dataset": "synthetic", "batch_size": 16}
     b = _bench("heterogeneous", tmp_path, None, quick=False, settings=settings, sweep_seeds=2)
@@ -277,7 +277,7 @@ def test_the_sweep_stops_at_the_first_step_that_ranks_no_higher_than_a_gentler_o
 
     def run_for(case, accuracy_by_step):
         def run(cfg):
-            step = round(cfg.update.lr / (1 - cfg.update.momentum), 9)
+            step = step_of(cfg.update.lr, cfg.update.momentum)
             seen[case].append(step)
             accuracy = accuracy_by_step.get((step, cfg.update.momentum),
                                             accuracy_by_step.get(step))
